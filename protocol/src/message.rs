@@ -1,0 +1,154 @@
+//! The messages of the protocol. Payloads that are JSON or opaque bytes travel as
+//! bytes (`serde_bytes`): postcard cannot decode `serde_json::Value`, and bytes are
+//! copied once instead of being re-encoded.
+
+use serde::{Deserialize, Serialize};
+
+/// What the supervisor sends to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Compile and check a bundle that is being uploaded, before it is stored.
+    /// Runs no user code; answered with `Prepared` or `PrepareError`.
+    Prepare(Prepare),
+    /// Specialize a blank worker to one function version; answered with
+    /// `InitOk` or `InitError`. Sent once in a worker's life.
+    Init(Init),
+    /// Run the function once; answered with `Response` or `Failure`.
+    Invoke(Invoke),
+    /// Finish the current invocation, then exit.
+    Shutdown,
+}
+
+/// What a worker sends to the supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// Sent once, as soon as the worker runs.
+    Hello { pid: u32, protocol_version: u32 },
+    Prepared { artifacts: Vec<Artifact> },
+    PrepareError { message: String },
+    InitOk,
+    InitError { message: String },
+    Response { id: u64, response: HttpResponse, logs: Logs, stats: Stats },
+    Failure { id: u64, kind: FailureKind, message: String, logs: Logs },
+}
+
+/// The runtime a bundle is written for (`metadata.json` `language`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Language {
+    Wasm,
+    Js,
+    Python,
+    Ruby,
+}
+
+impl Language {
+    /// The spelling used in `metadata.json` and the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Wasm => "wasm",
+            Language::Js => "js",
+            Language::Python => "python",
+            Language::Ruby => "ruby",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub language: Language,
+    /// Absolute path of the unpacked (not yet stored) bundle.
+    pub bundle_dir: String,
+    /// Path of the entrypoint, relative to `bundle_dir`.
+    pub entrypoint: String,
+}
+
+/// A file the worker made while preparing a bundle (a precompiled module), for the
+/// supervisor to store beside it. Workers never write to the store themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// A bare file name (no directory part); the supervisor checks it.
+    pub file_name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Init {
+    pub function: String,
+    pub version: u64,
+    pub language: Language,
+    /// Absolute path of the stored bundle; read-only for the worker.
+    pub bundle_dir: String,
+    /// Path of the entrypoint, relative to `bundle_dir`.
+    pub entrypoint: String,
+    pub limits: Limits,
+    /// The function's own environment (`metadata.json` `env`), and nothing else.
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    /// Cap on the response body and on the captured logs, each.
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoke {
+    pub id: u64,
+    pub request: HttpRequest,
+    /// How long the worker may run this invocation, counted from when it reads the
+    /// frame. Relative, so the two processes never compare clocks.
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The path after the function's route prefix, starting with `/` (WAGI `PATH_INFO`).
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// Header names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// What a handler wrote to stderr (WASM) or its console (scripts), capped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logs {
+    pub text: String,
+    /// True when output past the cap was dropped.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Time spent in the handler, as the worker measured it.
+    pub duration_us: u64,
+    /// True when this invocation also instantiated the function (the first one).
+    pub cold: bool,
+}
+
+/// Why an invocation failed. Each maps to one HTTP status and error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The handler trapped, threw, panicked or exited non-zero.
+    HandlerError,
+    /// The handler ran past its deadline and was interrupted.
+    Timeout,
+    /// The handler hit its memory limit.
+    MemoryLimit,
+    /// The response body or the logs went over the output cap.
+    ResponseTooLarge,
+}

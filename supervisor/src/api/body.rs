@@ -1,0 +1,68 @@
+//! Reading request bodies with a cap: a declared length over the cap is refused
+//! before a byte is read, and a stream that runs past it is cut off there.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use futures_util::StreamExt;
+
+use super::error::ApiError;
+
+/// Reads the whole body, at most `limit` bytes.
+pub async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = declared_length(req);
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    read_capped(payload, limit, declared.unwrap_or(0)).await
+}
+
+/// Reads an uploaded bundle: the first file part of a `multipart/form-data` body
+/// (the original project's upload), or else the raw body (`application/zip`).
+pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if !is_multipart(req) {
+        return read_body(req, payload, limit).await;
+    }
+    // Multipart framing adds a little to the file itself; allow for it.
+    if declared_length(req).is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+        return Err(ApiError::too_large(limit));
+    }
+    let mut parts = actix_multipart::Multipart::new(req.headers(), payload);
+    while let Some(part) = parts.next().await {
+        let part = part.map_err(bad_multipart)?;
+        if part.content_disposition().and_then(|cd| cd.get_filename()).is_some() {
+            return read_capped(part, limit, 0).await;
+        }
+    }
+    Err(ApiError::invalid_bundle("the multipart upload has no file part"))
+}
+
+pub fn is_multipart(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers().get("content-length")?.to_str().ok()?.trim().parse().ok()
+}
+
+async fn read_capped<S, E>(mut stream: S, limit: usize, hint: usize) -> Result<Vec<u8>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut body = Vec::with_capacity(hint.min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn bad_multipart(e: actix_multipart::MultipartError) -> ApiError {
+    ApiError::invalid_bundle(format!("the multipart upload is malformed: {e}"))
+}

@@ -1,0 +1,124 @@
+//! The one place an error becomes an HTTP response:
+//! `{"error": "<human message>", "code": "<stable_snake_case>"}` with its status.
+//! Codes are part of the API: add new ones, never rename one.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use polyfaas_protocol::FailureKind;
+use serde::Serialize;
+
+use crate::pool::PoolError;
+use crate::store::name::InvalidName;
+use crate::store::{BundleError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for `Retry-After` on 429 and 503.
+    pub retry_after: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn invalid_bundle(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_bundle", message)
+    }
+
+    pub fn invalid_handler(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_handler", message)
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the request body is larger than {limit} bytes"))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// A handler that ran and failed.
+    pub fn from_failure(kind: FailureKind, message: String) -> Self {
+        let (status, code) = match kind {
+            FailureKind::HandlerError => (StatusCode::BAD_GATEWAY, "handler_error"),
+            FailureKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            FailureKind::MemoryLimit => (StatusCode::BAD_GATEWAY, "memory_limit"),
+            FailureKind::ResponseTooLarge => (StatusCode::BAD_GATEWAY, "response_too_large"),
+        };
+        Self::new(status, code, message)
+    }
+
+    fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("retry-after", seconds.to_string()));
+        }
+        response.json(Body { error: &self.message, code: self.code })
+    }
+}
+
+impl From<InvalidName> for ApiError {
+    fn from(e: InvalidName) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_name", e.to_string())
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        let message = e.to_string();
+        match e {
+            PoolError::Overloaded => Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message).retry_after(1),
+            PoolError::InitFailed(_) => Self::new(StatusCode::BAD_GATEWAY, "handler_error", message),
+            PoolError::WorkerCrashed(_) => Self::new(StatusCode::BAD_GATEWAY, "worker_crashed", message),
+            PoolError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            PoolError::NotReady(_) | PoolError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).retry_after(1)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Bundle(BundleError::Io(io)) | StoreError::Io(io) => {
+                tracing::error!("store i/o error: {io}");
+                Self::internal(format!("the store could not write the bundle: {io}"))
+            }
+            StoreError::Bundle(BundleError::TooLarge(_)) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            StoreError::Bundle(_) | StoreError::Limit(_) => Self::invalid_bundle(e.to_string()),
+            StoreError::BadArtifact(_) | StoreError::Index(_) => {
+                tracing::error!("store error: {e}");
+                Self::internal(e.to_string())
+            }
+        }
+    }
+}

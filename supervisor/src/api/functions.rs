@@ -1,0 +1,88 @@
+//! Deploying, listing, describing and deleting functions.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::body::{is_multipart, read_upload};
+use super::error::ApiError;
+use crate::deploy::{blocking, deploy};
+use crate::server::AppState;
+use crate::store::{Deployed, FunctionName};
+
+/// `POST /api/v1/handler/{name}`: a multipart upload (the original project's
+/// deploy route), or, with any other body, an invocation.
+pub async fn compat_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    if !is_multipart(&req) {
+        return super::invoke::compat_invoke(state, req, name, payload).await;
+    }
+    let name = FunctionName::parse(&name)?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let deployed = deploy(&state, name, zip).await?;
+    // Field order and spelling as the original answered.
+    #[derive(serde::Serialize)]
+    struct Uploaded {
+        status: &'static str,
+        message: String,
+    }
+    Ok(HttpResponse::Ok().json(Uploaded { status: "ok", message: format!("Handler {} uploaded", deployed.name) }))
+}
+
+/// `PUT /api/v1/functions/{name}`: body `application/zip` (or multipart).
+pub async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let deployed = deploy(&state, name, zip).await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))
+}
+
+/// `GET /api/v1/functions`
+pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let functions: Vec<_> = state.store.list().iter().map(|d| summary(d)).collect();
+    HttpResponse::Ok().json(json!({ "functions": functions }))
+}
+
+/// `GET /api/v1/functions/{name}`: the current version and every stored one.
+pub async fn describe(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    let (current, versions) = state.store.versions(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
+    let mut body = summary(&current);
+    body["versions"] = json!(versions);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `DELETE /api/v1/functions/{name}`
+pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    let _one_at_a_time = state.deploys.lock().await;
+    let store = state.store.clone();
+    let target = name.clone();
+    if !blocking(move || store.delete(&target)).await?? {
+        return Err(ApiError::not_found(format!("function {name}")));
+    }
+    state.pool.serve_version(&name, None);
+    Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
+}
+
+fn summary(d: &Deployed) -> serde_json::Value {
+    json!({
+        "name": d.name.as_str(),
+        "version": d.version,
+        "language": d.language.as_str(),
+        "entrypoint": d.entrypoint,
+        "sha256": d.record.sha256,
+        "size": d.record.size,
+        "createdUnix": d.record.created_unix,
+        "limits": d.limits,
+    })
+}

@@ -1,0 +1,96 @@
+//! Invoking a function: the request becomes one `Invoke` frame, the worker's
+//! answer becomes the response. The per-request path is: look up the current
+//! version, read the body (capped), `pool.invoke`, copy the answer out.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use tracing::{info, warn};
+
+use super::body::read_body;
+use super::error::ApiError;
+use crate::pool::Invoked;
+use crate::server::AppState;
+use crate::store::FunctionName;
+
+/// `ANY /fn/{name}` and `ANY /fn/{name}/{tail}`.
+pub async fn invoke(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    let tail = format!("/{}", req.match_info().get("tail").unwrap_or_default());
+    run(&state, &req, &name, tail, payload).await
+}
+
+/// `GET /api/v1/handler/{name}` (and a non-multipart `POST`): the original
+/// project's invocation route.
+pub async fn compat_invoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    run(&state, &req, &name, "/".to_string(), payload).await
+}
+
+async fn run(state: &AppState, req: &HttpRequest, name: &str, path: String, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let name = FunctionName::parse(name)?;
+    let function = state.store.current(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
+    let body = read_body(req, payload, state.config.max_request_bytes).await?;
+    let request = polyfaas_protocol::HttpRequest {
+        method: req.method().to_string(),
+        path,
+        query: req.query_string().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+    };
+    let outcome = state.pool.invoke(&function, request).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let Invoked { worker_pid, result } = match outcome {
+        Ok(invoked) => invoked,
+        Err(e) => {
+            warn!(function = %name, version = function.version, elapsed_ms, "invocation failed: {e}");
+            return Err(e.into());
+        }
+    };
+    match result {
+        Ok(done) => {
+            let (handler_us, cold) = (done.stats.duration_us, done.stats.cold);
+            info!(function = %name, version = function.version, worker_pid, status = done.response.status, elapsed_ms, handler_us, cold, "invoked");
+            if !done.logs.text.is_empty() {
+                info!(function = %name, worker_pid, "handler logs:\n{}", done.logs.text.trim_end());
+            }
+            Ok(respond(done.response, worker_pid))
+        }
+        Err(failure) => {
+            warn!(function = %name, version = function.version, worker_pid, elapsed_ms, "handler failed: {}", failure.message);
+            if !failure.logs.text.is_empty() {
+                warn!(function = %name, worker_pid, "handler logs:\n{}", failure.logs.text.trim_end());
+            }
+            Err(ApiError::from_failure(failure.kind, failure.message))
+        }
+    }
+}
+
+/// Copies the worker's response out, dropping headers HTTP/1.1 does not let a
+/// handler set (framing is the server's job) and any that are not valid.
+fn respond(response: polyfaas_protocol::HttpResponse, worker_pid: u32) -> HttpResponse {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in &response.headers {
+        let hop_by_hop = matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive");
+        if hop_by_hop {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            out.append_header((n, v));
+        }
+    }
+    out.insert_header(("x-polyfaas-worker-pid", worker_pid.to_string()));
+    out.body(response.body)
+}

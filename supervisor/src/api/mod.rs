@@ -1,0 +1,43 @@
+//! The public HTTP routes. Handlers here parse and check the request, call the
+//! store or the pool, and shape the answer; errors become JSON in [`error`] only.
+//!
+//! - `/api/v1/handler/{name}`: the original project's routes, byte-compatible;
+//! - `/api/v1/functions[/{name}]`: deploy, list, describe, delete;
+//! - `/fn/{name}[/{tail}]`: invoke with the full request;
+//! - `/healthz`.
+
+pub mod body;
+pub mod error;
+mod functions;
+mod invoke;
+
+use actix_web::{HttpResponse, web};
+
+use self::error::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/handler/{name}")
+            .route(web::post().to(functions::compat_post))
+            .route(web::get().to(invoke::compat_invoke)),
+    )
+    .service(web::resource("/api/v1/functions").route(web::get().to(functions::list)))
+    .service(
+        web::resource("/api/v1/functions/{name}")
+            .route(web::put().to(functions::put))
+            .route(web::get().to(functions::describe))
+            .route(web::delete().to(functions::delete)),
+    )
+    .service(web::resource("/fn/{name}").to(invoke::invoke))
+    .service(web::resource("/fn/{name}/{tail:.*}").to(invoke::invoke))
+    .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .default_service(web::to(no_route));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!("route {} {}", req.method(), req.path())))
+}

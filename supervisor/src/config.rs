@@ -1,0 +1,216 @@
+//! Configuration: command-line flags, `POLYFAAS_*` environment variables and an
+//! optional TOML file, in that order of precedence, then the built-in defaults.
+//!
+//! One struct, [`Settings`], is all three sources: clap reads flags and env vars
+//! into it, serde reads the file into it, and [`Settings::resolve`] fills the
+//! gaps with defaults. Adding a key is adding one field (and its default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Every setting of `polyfaas serve`. Unset fields fall through to the next source.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port and logs it [default: 127.0.0.1:8080]
+    #[arg(long, env = "POLYFAAS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for bundles and state [default: ./data]
+    #[arg(long, env = "POLYFAAS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most worker processes alive at once, all functions together [default: 4]
+    #[arg(long, env = "POLYFAAS_WORKERS")]
+    pub workers: Option<usize>,
+    /// TOML file with any of these settings (kebab-case keys); flags and env vars win
+    #[arg(long, env = "POLYFAAS_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Invocation timeout for functions that set no `timeoutMs`, in ms [default: 10000]
+    #[arg(long, env = "POLYFAAS_TIMEOUT_MS")]
+    pub timeout_ms: Option<u64>,
+    /// Largest `timeoutMs` a function may set [default: 300000]
+    #[arg(long, env = "POLYFAAS_MAX_TIMEOUT_MS")]
+    pub max_timeout_ms: Option<u64>,
+    /// Memory limit for functions that set no `memoryMb`, in MiB [default: 128]
+    #[arg(long, env = "POLYFAAS_MEMORY_MB")]
+    pub memory_mb: Option<u64>,
+    /// Largest `memoryMb` a function may set [default: 4096]
+    #[arg(long, env = "POLYFAAS_MAX_MEMORY_MB")]
+    pub max_memory_mb: Option<u64>,
+    /// Concurrency for functions that set no `concurrency` [default: 16]
+    #[arg(long, env = "POLYFAAS_CONCURRENCY")]
+    pub concurrency: Option<u32>,
+    /// Largest `concurrency` a function may set [default: 1024]
+    #[arg(long, env = "POLYFAAS_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<u32>,
+    /// Largest invocation request body, in bytes [default: 6291456 (6 MiB)]
+    #[arg(long, env = "POLYFAAS_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest response body, and largest captured logs, per invocation [default: 6291456]
+    #[arg(long, env = "POLYFAAS_MAX_OUTPUT_BYTES")]
+    pub max_output_bytes: Option<u64>,
+    /// Largest uploaded bundle (zip), in bytes [default: 67108864 (64 MiB)]
+    #[arg(long, env = "POLYFAAS_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<usize>,
+    /// Largest unpacked bundle, in bytes [default: 268435456 (256 MiB)]
+    #[arg(long, env = "POLYFAAS_MAX_UNPACKED_BYTES")]
+    pub max_unpacked_bytes: Option<u64>,
+    /// Most files and folders in one bundle [default: 10000]
+    #[arg(long, env = "POLYFAAS_MAX_BUNDLE_ENTRIES")]
+    pub max_bundle_entries: Option<usize>,
+    /// Most invocations waiting for a worker; past it, 429 [default: 1024]
+    #[arg(long, env = "POLYFAAS_MAX_QUEUE")]
+    pub max_queue: Option<usize>,
+    /// Longest an invocation waits for a worker before 429, in ms [default: 30000]
+    #[arg(long, env = "POLYFAAS_QUEUE_TIMEOUT_MS")]
+    pub queue_timeout_ms: Option<u64>,
+    /// Blank workers kept ready per language, for fast cold starts [default: 1]
+    #[arg(long, env = "POLYFAAS_WARM_WORKERS")]
+    pub warm_workers: Option<usize>,
+    /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
+    #[arg(long, env = "POLYFAAS_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+}
+
+/// The settings in force, every value decided.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    pub memory_mb: u64,
+    pub max_memory_mb: u64,
+    pub concurrency: u32,
+    pub max_concurrency: u32,
+    pub max_request_bytes: usize,
+    pub max_output_bytes: u64,
+    pub max_upload_bytes: usize,
+    pub max_unpacked_bytes: u64,
+    pub max_bundle_entries: usize,
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
+    pub warm_workers: usize,
+    pub worker_bin: PathBuf,
+}
+
+impl Settings {
+    /// Reads the config file named by the flags or env (if any) and resolves.
+    pub fn load(self) -> Result<Config> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        self.or(file).resolve()
+    }
+
+    /// Field by field: ours where set, else `fallback`'s.
+    fn or(self, fallback: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(fallback.listen),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            workers: self.workers.or(fallback.workers),
+            config: self.config,
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+            max_timeout_ms: self.max_timeout_ms.or(fallback.max_timeout_ms),
+            memory_mb: self.memory_mb.or(fallback.memory_mb),
+            max_memory_mb: self.max_memory_mb.or(fallback.max_memory_mb),
+            concurrency: self.concurrency.or(fallback.concurrency),
+            max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
+            max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
+            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_upload_bytes: self.max_upload_bytes.or(fallback.max_upload_bytes),
+            max_unpacked_bytes: self.max_unpacked_bytes.or(fallback.max_unpacked_bytes),
+            max_bundle_entries: self.max_bundle_entries.or(fallback.max_bundle_entries),
+            max_queue: self.max_queue.or(fallback.max_queue),
+            queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
+            warm_workers: self.warm_workers.or(fallback.warm_workers),
+            worker_bin: self.worker_bin.or(fallback.worker_bin),
+        }
+    }
+
+    fn resolve(self) -> Result<Config> {
+        let worker_bin = match self.worker_bin {
+            Some(p) => p,
+            None => std::env::current_exe().context("locating the polyfaas binary")?.with_file_name("polyfaas-worker"),
+        };
+        let config = Config {
+            listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            workers: self.workers.unwrap_or(4),
+            timeout_ms: self.timeout_ms.unwrap_or(10_000),
+            max_timeout_ms: self.max_timeout_ms.unwrap_or(300_000),
+            memory_mb: self.memory_mb.unwrap_or(128),
+            max_memory_mb: self.max_memory_mb.unwrap_or(4096),
+            concurrency: self.concurrency.unwrap_or(16),
+            max_concurrency: self.max_concurrency.unwrap_or(1024),
+            max_request_bytes: self.max_request_bytes.unwrap_or(6 << 20),
+            max_output_bytes: self.max_output_bytes.unwrap_or(6 << 20),
+            max_upload_bytes: self.max_upload_bytes.unwrap_or(64 << 20),
+            max_unpacked_bytes: self.max_unpacked_bytes.unwrap_or(256 << 20),
+            max_bundle_entries: self.max_bundle_entries.unwrap_or(10_000),
+            max_queue: self.max_queue.unwrap_or(1024),
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
+            warm_workers: self.warm_workers.unwrap_or(1),
+            worker_bin,
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    fn check(&self) -> Result<()> {
+        if self.workers == 0 {
+            bail!("workers must be at least 1");
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > self.max_timeout_ms {
+            bail!("timeout-ms must be between 1 and max-timeout-ms ({})", self.max_timeout_ms);
+        }
+        if self.memory_mb == 0 || self.memory_mb > self.max_memory_mb || self.max_memory_mb > 4096 {
+            bail!("memory-mb must be between 1 and max-memory-mb, which is at most 4096 (all of wasm32)");
+        }
+        if self.concurrency == 0 || self.concurrency > self.max_concurrency {
+            bail!("concurrency must be between 1 and max-concurrency ({})", self.max_concurrency);
+        }
+        // Request and response bodies travel in one protocol frame each.
+        let frame_room = polyfaas_protocol::MAX_FRAME_LEN - (1 << 20);
+        if self.max_request_bytes > frame_room || self.max_output_bytes as usize > frame_room / 2 {
+            bail!("max-request-bytes and max-output-bytes must fit the worker protocol's frame cap");
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<Settings> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: Settings = toml::from_str("workers = 7\ntimeout-ms = 500\nlisten = \"127.0.0.1:9\"").expect("toml");
+        let cli = Settings { workers: Some(2), ..Default::default() };
+        let c = cli.or(file).resolve().expect("valid");
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.timeout_ms, 500);
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert_eq!(c.max_queue, 1024);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Settings>("wokers = 3").is_err());
+        assert!(Settings { workers: Some(0), ..Default::default() }.resolve().is_err());
+        assert!(Settings { timeout_ms: Some(999_999), ..Default::default() }.resolve().is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! `polyfaas`: the supervisor. Serves the HTTP API, keeps the bundle store and the
+//! worker pool. It runs no user code: handlers run in `polyfaas-worker` processes.
+//!
+//! Layout:
+//! - [`config`]: flags, env vars and the config file;
+//! - [`server`]: wires store, pool and HTTP together and runs until a signal;
+//! - [`api`]: the public routes and the one place errors become JSON;
+//! - [`store`]: bundles and versions on disk;
+//! - [`pool`]: worker processes and dispatch.
+
+mod api;
+mod config;
+mod deploy;
+mod pool;
+mod server;
+mod store;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "polyfaas", version, about = "A self-hosted, polyglot function server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Precedence: flags, then POLYFAAS_* env vars, then --config, then defaults.
+    Serve(config::Settings),
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::Serve(settings) => server::run(settings.load()?).await,
+    }
+}
+
+/// Logs go to stderr as plain lines (what journald expects); `RUST_LOG` filters.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,305 @@
+//! The embedded store: bundles unpacked on local disk under the data dir.
+//!
+//! ```text
+//! <data>/staging/<unique>/          uploads being checked (emptied at startup)
+//! <data>/functions/<name>/<version>/ one unpacked bundle (+ precompiled module)
+//! <data>/functions/<name>/index.json the versions and which is current
+//! ```
+//! A version directory is fsynced and renamed into place before the index names
+//! it, and the index is replaced atomically (temp file, fsync, rename, fsync the
+//! directory), so a crash at any point leaves the old or the new version current.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::bundle::{self, Metadata, UnpackLimits};
+use super::{BundleStore, Deployed, FunctionLimits, FunctionName, LimitsPolicy, Staged, StoreError, VersionRecord};
+
+const INDEX_FILE: &str = "index.json";
+
+/// A function's persisted index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionIndex {
+    current: u64,
+    versions: Vec<VersionRecord>,
+}
+
+struct FunctionState {
+    index: FunctionIndex,
+    current: Arc<Deployed>,
+}
+
+pub struct LocalStore {
+    functions_dir: PathBuf,
+    staging_dir: PathBuf,
+    policy: LimitsPolicy,
+    unpack_limits: UnpackLimits,
+    /// Read on every invocation, written only for the instant of a swap: no I/O
+    /// is ever done while it is held.
+    functions: RwLock<BTreeMap<FunctionName, FunctionState>>,
+    /// Serializes commits and deletes, which do their I/O outside `functions`.
+    writer: Mutex<()>,
+    staging_counter: AtomicU64,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the store under `data_dir` and loads every
+    /// function. A function whose files are damaged is skipped with a warning
+    /// rather than keeping the server down.
+    pub fn open(data_dir: &Path, policy: LimitsPolicy, unpack_limits: UnpackLimits) -> Result<Self, StoreError> {
+        let functions_dir = data_dir.join("functions");
+        let staging_dir = data_dir.join("staging");
+        fs::create_dir_all(&functions_dir)?;
+        // Whatever is in staging was an upload cut short by a crash.
+        if staging_dir.exists() {
+            fs::remove_dir_all(&staging_dir)?;
+        }
+        fs::create_dir_all(&staging_dir)?;
+        let store = Self {
+            functions_dir,
+            staging_dir,
+            policy,
+            unpack_limits,
+            functions: RwLock::new(BTreeMap::new()),
+            writer: Mutex::new(()),
+            staging_counter: AtomicU64::new(0),
+        };
+        let mut loaded = BTreeMap::new();
+        for entry in fs::read_dir(&store.functions_dir)? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| FunctionName::parse(n).ok()) else {
+                warn!(dir = ?entry.path(), "ignoring a directory that is not a function name");
+                continue;
+            };
+            match store.load_function(&name) {
+                Ok(state) => {
+                    loaded.insert(name, state);
+                }
+                Err(e) => warn!(function = %name, "cannot load function, skipping it: {e}"),
+            }
+        }
+        info!(functions = loaded.len(), dir = ?data_dir, "store opened");
+        *store.write_functions() = loaded;
+        Ok(store)
+    }
+
+    fn load_function(&self, name: &FunctionName) -> Result<FunctionState, StoreError> {
+        let dir = self.functions_dir.join(name.as_str());
+        let text = fs::read_to_string(dir.join(INDEX_FILE))?;
+        let index: FunctionIndex = serde_json::from_str(&text).map_err(|e| StoreError::Index(e.to_string()))?;
+        let record = index
+            .versions
+            .iter()
+            .find(|v| v.version == index.current)
+            .cloned()
+            .ok_or_else(|| StoreError::Index(format!("current version {} is not recorded", index.current)))?;
+        let version_dir = dir.join(index.current.to_string());
+        let metadata = bundle::read_metadata(&version_dir)?;
+        let current = Arc::new(self.deployed(name, record, version_dir, &metadata)?);
+        Ok(FunctionState { index, current })
+    }
+
+    fn deployed(
+        &self,
+        name: &FunctionName,
+        record: VersionRecord,
+        bundle_dir: PathBuf,
+        metadata: &Metadata,
+    ) -> Result<Deployed, StoreError> {
+        Ok(Deployed {
+            name: name.clone(),
+            version: record.version,
+            language: metadata.language.into(),
+            entrypoint: metadata.entrypoint_file.clone(),
+            bundle_dir,
+            limits: self.limits_for(metadata)?,
+            env: metadata.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            record,
+        })
+    }
+
+    /// The function's limits: its own where given (each within the server's
+    /// maximum), else the server's defaults.
+    fn limits_for(&self, m: &Metadata) -> Result<FunctionLimits, StoreError> {
+        let (d, max) = (self.policy.default, self.policy.max);
+        let check = |what: &str, v: Option<u64>, default: u64, max: u64| match v {
+            None => Ok(default),
+            Some(v) if (1..=max).contains(&v) => Ok(v),
+            Some(v) => Err(StoreError::Limit(format!("{what} {v} is out of range: it must be between 1 and {max}"))),
+        };
+        Ok(FunctionLimits {
+            timeout_ms: check("timeoutMs", m.timeout_ms, d.timeout_ms, max.timeout_ms)?,
+            memory_mb: check("memoryMb", m.memory_mb, d.memory_mb, max.memory_mb)?,
+            concurrency: check(
+                "concurrency",
+                m.concurrency.map(u64::from),
+                u64::from(d.concurrency),
+                u64::from(max.concurrency),
+            )? as u32,
+        })
+    }
+
+    fn read_functions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FunctionName, FunctionState>> {
+        // A poisoned lock means a panic mid-swap; the map itself is always whole
+        // (swaps are single inserts), so keep serving it.
+        self.functions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_functions(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<FunctionName, FunctionState>> {
+        self.functions.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl BundleStore for LocalStore {
+    fn stage(&self, name: &FunctionName, zip: &[u8]) -> Result<Staged, StoreError> {
+        let n = self.staging_counter.fetch_add(1, Ordering::Relaxed);
+        let dir = self.staging_dir.join(format!("{name}-{}-{n}", std::process::id()));
+        fs::create_dir(&dir)?;
+        let checked = bundle::unpack(zip, &dir, self.unpack_limits)
+            .map_err(StoreError::from)
+            .and_then(|()| Ok(bundle::read_metadata(&dir)?))
+            .and_then(|m| self.limits_for(&m).map(|_| m));
+        match checked {
+            Ok(metadata) => Ok(Staged {
+                name: name.clone(),
+                dir,
+                language: metadata.language.into(),
+                entrypoint: metadata.entrypoint_file,
+                sha256: hex::encode(Sha256::digest(zip)),
+                size: zip.len() as u64,
+            }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn add_artifact(&self, staged: &Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let plain = !file_name.is_empty()
+            && file_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && !file_name.starts_with('.');
+        if !plain {
+            return Err(StoreError::BadArtifact(file_name.chars().take(80).collect()));
+        }
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(staged.dir.join(file_name))?;
+        f.write_all(bytes)?;
+        Ok(())
+    }
+
+    fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError> {
+        let _writer = self.lock_writer();
+        let fn_dir = self.functions_dir.join(staged.name.as_str());
+        fs::create_dir_all(&fn_dir)?;
+        let mut index = match self.read_functions().get(&staged.name) {
+            Some(state) => state.index.clone(),
+            None => FunctionIndex { current: 0, versions: Vec::new() },
+        };
+        let version = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        let version_dir = fn_dir.join(version.to_string());
+        // Leftover from a crash between rename and index write: never indexed, so
+        // never served; replace it.
+        if version_dir.exists() {
+            fs::remove_dir_all(&version_dir)?;
+        }
+        fsync_tree(&staged.dir)?;
+        fs::rename(&staged.dir, &version_dir)?;
+        fsync_dir(&fn_dir)?;
+
+        let metadata = bundle::read_metadata(&version_dir)?;
+        let record = VersionRecord {
+            version,
+            sha256: staged.sha256.clone(),
+            size: staged.size,
+            language: staged.language.as_str().to_string(),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        };
+        index.versions.push(record.clone());
+        index.current = version;
+        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        fsync_dir(&self.functions_dir)?;
+
+        let current = Arc::new(self.deployed(&staged.name, record, version_dir, &metadata)?);
+        self.write_functions().insert(staged.name, FunctionState { index, current: current.clone() });
+        Ok(current)
+    }
+
+    fn discard(&self, staged: Staged) {
+        if let Err(e) = fs::remove_dir_all(&staged.dir) {
+            warn!(dir = ?staged.dir, "cannot remove a staged upload: {e}");
+        }
+    }
+
+    fn current(&self, name: &FunctionName) -> Option<Arc<Deployed>> {
+        self.read_functions().get(name).map(|s| s.current.clone())
+    }
+
+    fn versions(&self, name: &FunctionName) -> Option<(Arc<Deployed>, Vec<VersionRecord>)> {
+        self.read_functions().get(name).map(|s| (s.current.clone(), s.index.versions.clone()))
+    }
+
+    fn list(&self) -> Vec<Arc<Deployed>> {
+        self.read_functions().values().map(|s| s.current.clone()).collect()
+    }
+
+    fn delete(&self, name: &FunctionName) -> Result<bool, StoreError> {
+        let _writer = self.lock_writer();
+        if self.write_functions().remove(name).is_none() {
+            return Ok(false);
+        }
+        // Move the whole function out of `functions/` in one rename, so a crash
+        // mid-delete cannot leave half a function; staging is emptied at startup.
+        let n = self.staging_counter.fetch_add(1, Ordering::Relaxed);
+        let graveyard = self.staging_dir.join(format!("deleted-{name}-{n}"));
+        fs::rename(self.functions_dir.join(name.as_str()), &graveyard)?;
+        fsync_dir(&self.functions_dir)?;
+        if let Err(e) = fs::remove_dir_all(&graveyard) {
+            warn!(dir = ?graveyard, "cannot remove a deleted function's files: {e}");
+        }
+        Ok(true)
+    }
+}
+
+/// Flushes every file and directory under `dir` to disk.
+fn fsync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            fsync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Replaces `dir/name` with `bytes` so that a reader sees the old or the new
+/// content, never a mix: write a temp file, fsync, rename, fsync the directory.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    fsync_dir(dir)
+}

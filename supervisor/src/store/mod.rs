@@ -1,0 +1,119 @@
+//! The bundle store: every function's versions, and which one is current.
+//!
+//! [`BundleStore`] is the seam for other backends; [`local::LocalStore`] (bundles
+//! unpacked under the data dir) is the embedded default. An upload is *staged*
+//! (unpacked and checked in a private directory), may be given artifacts (the
+//! precompiled module), and is then *committed*: only a committed version is ever
+//! visible, and a staged one that is discarded leaves no trace.
+//!
+//! No user code runs here: the store reads zips and JSON, never executes them.
+
+pub mod bundle;
+pub mod local;
+pub mod name;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use polyfaas_protocol::Language;
+use serde::{Deserialize, Serialize};
+
+pub use self::bundle::{BundleError, UnpackLimits};
+pub use self::name::FunctionName;
+
+/// One committed function version, as the API and the pool need it.
+#[derive(Debug)]
+pub struct Deployed {
+    pub name: FunctionName,
+    pub version: u64,
+    pub language: Language,
+    /// Entrypoint path, relative to `bundle_dir`.
+    pub entrypoint: String,
+    /// Where the unpacked bundle lives (read-only once committed).
+    pub bundle_dir: PathBuf,
+    pub limits: FunctionLimits,
+    /// The function's own environment, from `metadata.json`.
+    pub env: Vec<(String, String)>,
+    pub record: VersionRecord,
+}
+
+/// The limits a function runs under: its own from `metadata.json`, else the
+/// server's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionLimits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    pub concurrency: u32,
+}
+
+/// The server's defaults and maxima for [`FunctionLimits`].
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsPolicy {
+    pub default: FunctionLimits,
+    pub max: FunctionLimits,
+}
+
+/// What the store remembers of each version (persisted in the function's index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRecord {
+    pub version: u64,
+    pub sha256: String,
+    pub size: u64,
+    pub language: String,
+    pub created_unix: u64,
+}
+
+/// An upload unpacked and checked, not yet visible.
+#[derive(Debug)]
+pub struct Staged {
+    pub name: FunctionName,
+    pub dir: PathBuf,
+    pub language: Language,
+    pub entrypoint: String,
+    sha256: String,
+    size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Limit(String),
+    #[error("artifact name {0:?} is not a plain file name")]
+    BadArtifact(String),
+    #[error("store i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store index error: {0}")]
+    Index(String),
+}
+
+/// Where bundles live. Implementations are shared between request handlers, and
+/// every method may block on I/O: call them from a blocking task.
+pub trait BundleStore: Send + Sync + 'static {
+    /// Unpacks and checks an upload of `name` in a private staging area.
+    fn stage(&self, name: &FunctionName, zip: &[u8]) -> Result<Staged, StoreError>;
+
+    /// Adds a file made from the bundle (a precompiled module) to a staged upload.
+    fn add_artifact(&self, staged: &Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes a staged upload the function's new current version.
+    fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError>;
+
+    /// Drops a staged upload.
+    fn discard(&self, staged: Staged);
+
+    /// The current version of `name`.
+    fn current(&self, name: &FunctionName) -> Option<Arc<Deployed>>;
+
+    /// The current version of `name` and the record of every stored version.
+    fn versions(&self, name: &FunctionName) -> Option<(Arc<Deployed>, Vec<VersionRecord>)>;
+
+    /// The current version of every function, by name.
+    fn list(&self) -> Vec<Arc<Deployed>>;
+
+    /// Removes `name` and all its versions. Returns whether it existed.
+    fn delete(&self, name: &FunctionName) -> Result<bool, StoreError>;
+}

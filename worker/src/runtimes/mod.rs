@@ -1,0 +1,77 @@
+//! The language runtimes a worker can host, behind one trait.
+//!
+//! A worker loads one runtime while it is blank ([`Blank`]: engines and
+//! interpreters ready, no user code), prepares bundles for upload without running
+//! them, and is specialized to exactly one function version by `Init`, which
+//! yields a [`Runtime`] that serves that function's invocations.
+
+pub mod wasm;
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, HttpResponse, Init, Language, Logs, Prepare, Stats};
+
+/// One function version, loaded and ready to be invoked.
+pub trait Runtime {
+    /// Runs the function once.
+    ///
+    /// # Errors
+    /// A [`Failure`] for anything the handler did wrong; the worker stays usable.
+    fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure>;
+}
+
+/// A successful invocation.
+pub struct Completed {
+    pub response: HttpResponse,
+    pub logs: Logs,
+    pub stats: Stats,
+}
+
+/// A failed invocation, with whatever the handler logged before it failed.
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub logs: Logs,
+}
+
+/// A loaded but unspecialized runtime.
+pub enum Blank {
+    Wasm(wasm::WasmBlank),
+}
+
+impl Blank {
+    pub fn load(language: Language) -> Result<Self> {
+        match language {
+            Language::Wasm => Ok(Blank::Wasm(wasm::WasmBlank::new()?)),
+            other => bail!("the {} runtime is not available in this build", other.as_str()),
+        }
+    }
+
+    /// Compiles and checks an uploaded bundle; runs none of its code.
+    ///
+    /// # Errors
+    /// A message for the uploader that says what is wrong with the bundle.
+    pub fn prepare(&self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
+        match self {
+            Blank::Wasm(w) => w.prepare(prepare),
+        }
+    }
+
+    /// Loads one function version into this worker.
+    pub fn init(&self, init: &Init) -> Result<Box<dyn Runtime>, String> {
+        match self {
+            Blank::Wasm(w) => Ok(Box::new(w.init(init)?)),
+        }
+    }
+}
+
+pub fn parse_language(s: &str) -> Result<Language> {
+    Ok(match s {
+        "wasm" => Language::Wasm,
+        "js" => Language::Js,
+        "python" => Language::Python,
+        "ruby" => Language::Ruby,
+        other => bail!("unknown language {other}"),
+    })
+}

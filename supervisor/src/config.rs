@@ -74,6 +74,25 @@ pub struct Settings {
     /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
     #[arg(long, env = "POLYFAAS_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+    /// Bearer token for the /admin routes; without one (or a token file) they answer 403
+    #[arg(long, env = "POLYFAAS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin token (first line), instead of --admin-token
+    #[arg(long, env = "POLYFAAS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Log line format: `plain` (journald-friendly) or `json` [default: plain]
+    #[arg(long, env = "POLYFAAS_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms [default: 30000]
+    #[arg(long, env = "POLYFAAS_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
 }
 
 /// The settings in force, every value decided.
@@ -97,6 +116,9 @@ pub struct Config {
     pub queue_timeout: Duration,
     pub warm_workers: usize,
     pub worker_bin: PathBuf,
+    pub admin_token: Option<String>,
+    pub log_format: LogFormat,
+    pub drain_timeout: Duration,
 }
 
 impl Settings {
@@ -131,6 +153,10 @@ impl Settings {
             queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
             warm_workers: self.warm_workers.or(fallback.warm_workers),
             worker_bin: self.worker_bin.or(fallback.worker_bin),
+            admin_token: self.admin_token.or(fallback.admin_token),
+            admin_token_file: self.admin_token_file.or(fallback.admin_token_file),
+            log_format: self.log_format.or(fallback.log_format),
+            drain_timeout_ms: self.drain_timeout_ms.or(fallback.drain_timeout_ms),
         }
     }
 
@@ -139,6 +165,15 @@ impl Settings {
             Some(p) => p,
             None => std::env::current_exe().context("locating the polyfaas binary")?.with_file_name("polyfaas-worker"),
         };
+        let admin_token = match (self.admin_token, &self.admin_token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading admin token file {}", file.display()))?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            (None, None) => None,
+        }
+        .filter(|t| !t.is_empty());
         let config = Config {
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -158,6 +193,9 @@ impl Settings {
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
             warm_workers: self.warm_workers.unwrap_or(1),
             worker_bin,
+            admin_token,
+            log_format: self.log_format.unwrap_or(LogFormat::Plain),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms.unwrap_or(30_000)),
         };
         config.check()?;
         Ok(config)

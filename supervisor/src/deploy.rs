@@ -12,6 +12,13 @@ use crate::server::AppState;
 use crate::store::{Deployed, FunctionName, Staged, StoreError};
 
 pub async fn deploy(state: &AppState, name: FunctionName, zip: Vec<u8>) -> Result<Arc<Deployed>, ApiError> {
+    let bytes = zip.len();
+    let result = deploy_inner(state, name, zip).await;
+    state.telemetry.upload(result.as_ref().map_or_else(|e| e.code, |_| "ok"), bytes);
+    result
+}
+
+async fn deploy_inner(state: &AppState, name: FunctionName, zip: Vec<u8>) -> Result<Arc<Deployed>, ApiError> {
     let _one_at_a_time = state.deploys.lock().await;
     let store = state.store.clone();
     let staged = blocking(move || store.stage(&name, &zip)).await??;

@@ -5,15 +5,20 @@
 //! - [`config`]: flags, env vars and the config file;
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
 //! - [`api`]: the public routes and the one place errors become JSON;
+//! - [`admin`]: operator routes, health, readiness and metrics;
 //! - [`store`]: bundles and versions on disk;
-//! - [`pool`]: worker processes and dispatch.
+//! - [`pool`]: worker processes and dispatch;
+//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify.
 
+mod admin;
 mod api;
 mod config;
 mod deploy;
 mod pool;
 mod server;
 mod store;
+mod systemd;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -32,21 +37,24 @@ enum Command {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
     match Cli::parse().command {
-        Command::Serve(settings) => server::run(settings.load()?).await,
+        Command::Serve(settings) => {
+            let config = settings.load()?;
+            init_logging(config.log_format);
+            server::run(config).await
+        }
     }
 }
 
-/// Logs go to stderr as plain lines (what journald expects); `RUST_LOG` filters.
-fn init_logging() {
+/// Logs go to stderr: plain lines by default (what journald expects), or one JSON
+/// object per line for log shippers. `RUST_LOG` filters.
+fn init_logging(format: config::LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        config::LogFormat::Json => builder.json().init(),
+        config::LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

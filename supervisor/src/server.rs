@@ -1,5 +1,6 @@
 //! Wires the store, the pool and the HTTP server together, and runs until SIGTERM
-//! or SIGINT: then stops accepting, lets in-flight requests finish, stops workers.
+//! or SIGINT: then stops accepting, lets in-flight requests finish (up to the
+//! drain timeout), stops the workers and returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,17 +8,20 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use polyfaas_protocol::Language;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::pool::{Pool, PoolConfig};
 use crate::store::local::LocalStore;
 use crate::store::{BundleStore, FunctionLimits, LimitsPolicy, UnpackLimits};
+use crate::systemd;
+use crate::telemetry::Telemetry;
 
 /// What every request handler shares.
 pub struct AppState {
     pub store: Arc<dyn BundleStore>,
     pub pool: Pool,
+    pub telemetry: Arc<Telemetry>,
     pub config: Config,
     /// Uploads are staged and committed one at a time: version numbers and the
     /// pool's switch to a new version stay in order.
@@ -25,6 +29,7 @@ pub struct AppState {
 }
 
 pub async fn run(config: Config) -> Result<()> {
+    systemd::notify("STATUS=starting");
     // Worker drivers get their own runtime, so a busy HTTP thread never delays
     // noticing a dead worker or a missed deadline.
     let pool_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,6 +40,7 @@ pub async fn run(config: Config) -> Result<()> {
         .context("starting the pool runtime")?;
 
     let store = open_store(&config)?;
+    let telemetry = Arc::new(Telemetry::new());
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
@@ -46,29 +52,87 @@ pub async fn run(config: Config) -> Result<()> {
             max_output_bytes: config.max_output_bytes,
             languages: vec![Language::Wasm],
         },
+        telemetry.clone(),
         pool_runtime.handle().clone(),
     );
     for f in store.list() {
         pool.serve_version(&f.name, Some(f.version));
     }
     pool.warm_up();
+    if config.admin_token.is_none() {
+        warn!("no admin token configured (POLYFAAS_ADMIN_TOKEN or admin-token-file): /admin routes answer 403");
+    }
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = web::Data::new(AppState { store, pool: pool.clone(), config, deploys: tokio::sync::Mutex::new(()) });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::api::routes))
-        .listen(listener)?
-        .shutdown_timeout(30)
-        .run();
+    let functions = store.list().len();
+    let drain = config.drain_timeout;
+    let state = web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
+            .configure(crate::admin::routes)
+            .configure(crate::api::routes)
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(drain.as_secs().max(1))
+    .run();
+    let handle = server.handle();
     info!("polyfaas ready: listening on http://{addr}");
-    server.await?;
 
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        info!("stop signal received: draining in-flight requests (up to {drain:?})");
+        systemd::notify("STOPPING=1\nSTATUS=draining");
+        handle.stop(true).await;
+    });
+    let ready_pool = pool.clone();
+    tokio::spawn(async move {
+        // READY=1 only once the port accepts and the pool is warm.
+        if !ready_pool.wait_ready(Duration::from_secs(60)).await {
+            warn!("the pool did not warm up within 60 s; telling systemd we are ready anyway");
+        }
+        systemd::notify(&format!("READY=1\nSTATUS=serving {functions} functions on {addr}"));
+        if let Some(every) = systemd::watchdog_interval() {
+            watchdog(ready_pool, every).await;
+        }
+    });
+
+    server.await?;
     info!("stopping workers");
     pool.shutdown(Duration::from_secs(5)).await;
-    // Workers are already gone; nothing on this runtime needs waiting for.
+    // Workers are gone; nothing left on this runtime needs waiting for.
     pool_runtime.shutdown_background();
     info!("stopped");
     Ok(())
+}
+
+/// Pets the systemd watchdog for as long as the pool answers: the pool's lock
+/// must be free to take and the pool warm. A deadlocked pool stops the pats and
+/// systemd restarts the service.
+async fn watchdog(pool: Pool, every: Duration) {
+    loop {
+        if pool.is_ready() {
+            systemd::notify("WATCHDOG=1");
+        } else {
+            warn!("pool not ready; withholding the watchdog ping");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        warn!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {

@@ -71,6 +71,7 @@ pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Resu
         return Err(ApiError::not_found(format!("function {name}")));
     }
     state.pool.serve_version(&name, None);
+    state.telemetry.forget(name.as_str());
     Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
 }
 

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tracing::{info, warn};
+
+use super::request_id::RequestId;
 
 use super::body::read_body;
 use super::error::ApiError;
@@ -50,29 +52,40 @@ async fn run(state: &AppState, req: &HttpRequest, name: &str, path: String, payl
         body,
     };
     let outcome = state.pool.invoke(&function, request).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let Invoked { worker_pid, result } = match outcome {
-        Ok(invoked) => invoked,
+
+    // One log line and one metrics record per invocation, whatever happened.
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let version = function.version;
+    let (result, worker_pid) = match outcome {
+        Ok(Invoked { worker_pid, result }) => (result, worker_pid),
         Err(e) => {
-            warn!(function = %name, version = function.version, elapsed_ms, "invocation failed: {e}");
-            return Err(e.into());
+            let error = ApiError::from(e);
+            warn!(function = %name, version, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "invocation failed: {}", error.message);
+            state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+            return Err(error);
         }
     };
     match result {
         Ok(done) => {
-            let (handler_us, cold) = (done.stats.duration_us, done.stats.cold);
-            info!(function = %name, version = function.version, worker_pid, status = done.response.status, elapsed_ms, handler_us, cold, "invoked");
+            let (status, handler_us, cold) = (done.response.status, done.stats.duration_us, done.stats.cold);
+            info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
             if !done.logs.text.is_empty() {
-                info!(function = %name, worker_pid, "handler logs:\n{}", done.logs.text.trim_end());
+                info!(function = %name, request_id = %request_id, "handler logs:\n{}", done.logs.text.trim_end());
             }
+            state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
             Ok(respond(done.response, worker_pid))
         }
         Err(failure) => {
-            warn!(function = %name, version = function.version, worker_pid, elapsed_ms, "handler failed: {}", failure.message);
+            let error = ApiError::from_failure(failure.kind, failure.message);
+            let status = error.status.as_u16();
+            warn!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, "handler failed: {}", error.message);
             if !failure.logs.text.is_empty() {
-                warn!(function = %name, worker_pid, "handler logs:\n{}", failure.logs.text.trim_end());
+                warn!(function = %name, request_id = %request_id, "handler logs:\n{}", failure.logs.text.trim_end());
             }
-            Err(ApiError::from_failure(failure.kind, failure.message))
+            state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+            Err(error)
         }
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! - `/api/v1/handler/{name}`: the original project's routes, byte-compatible;
 //! - `/api/v1/functions[/{name}]`: deploy, list, describe, delete;
-//! - `/fn/{name}[/{tail}]`: invoke with the full request;
-//! - `/healthz`.
+//! - `/fn/{name}[/{tail}]`: invoke with the full request.
+//!
+//! Health, readiness, metrics and the admin routes are in `crate::admin`.
 
 pub mod body;
 pub mod error;
 mod functions;
 mod invoke;
+pub mod request_id;
 
 use actix_web::{HttpResponse, web};
 
@@ -30,12 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/fn/{name}").to(invoke::invoke))
     .service(web::resource("/fn/{name}/{tail:.*}").to(invoke::invoke))
-    .service(web::resource("/healthz").route(web::get().to(healthz)))
     .default_service(web::to(no_route));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

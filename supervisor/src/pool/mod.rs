@@ -9,12 +9,14 @@
 //! idle worker of another function. When none of these is possible it waits in a
 //! bounded queue; a full queue or a long wait is `Overloaded` (HTTP 429).
 //!
-//! The state lock is a `std` mutex held only for bookkeeping, never across an
-//! await. No user code runs in this process: the pool only moves frames.
+//! [`registry`] keeps every worker's state; [`restart`] replaces workers on
+//! request. The state lock is a `std` mutex held only for bookkeeping, never across
+//! an await. No user code runs in this process: the pool only moves frames.
 
 pub mod process;
+pub mod registry;
+mod restart;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -25,7 +27,10 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use self::process::{ExitReason, InvokeOutcome, Job, WorkerError, WorkerProcess};
+use self::registry::{FnKey, IdleWorker, State, WorkerInfo, WorkerState, WorkerView};
+pub use self::restart::RestartFilter;
 use crate::store::{Deployed, FunctionName};
+use crate::telemetry::Telemetry;
 
 /// How long `Init` may take (it evaluates the function's top level).
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,29 +105,6 @@ pub enum PrepareError {
     Pool(#[from] PoolError),
 }
 
-type FnKey = (FunctionName, u64);
-
-struct IdleWorker {
-    worker: WorkerProcess,
-    last_used: Instant,
-}
-
-#[derive(Default)]
-struct State {
-    idle: HashMap<FnKey, Vec<IdleWorker>>,
-    blank: HashMap<Language, Vec<WorkerProcess>>,
-    /// Blank workers being started, per language.
-    blank_starting: HashMap<Language, usize>,
-    /// Every worker process counted against `max_workers`, in any state.
-    live: usize,
-    queued: usize,
-    /// The version each function serves; workers of other versions are retired
-    /// as soon as they are idle.
-    serving: HashMap<FunctionName, u64>,
-    spawn_backoff: Option<(Instant, Duration)>,
-    shutting_down: bool,
-}
-
 struct Inner {
     config: PoolConfig,
     state: Mutex<State>,
@@ -130,6 +112,7 @@ struct Inner {
     available: Notify,
     next_worker_id: AtomicU64,
     next_invocation_id: AtomicU64,
+    telemetry: Arc<Telemetry>,
     /// Worker drivers run here, not on the HTTP server's threads.
     runtime: tokio::runtime::Handle,
 }
@@ -157,7 +140,7 @@ struct Lease {
 impl Pool {
     /// Creates the pool; workers are started on `runtime`. Call [`Pool::warm_up`]
     /// to start the blank workers.
-    pub fn new(config: PoolConfig, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(config: PoolConfig, telemetry: Arc<Telemetry>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -165,6 +148,7 @@ impl Pool {
                 available: Notify::new(),
                 next_worker_id: AtomicU64::new(1),
                 next_invocation_id: AtomicU64::new(1),
+                telemetry,
                 runtime,
             }),
         }
@@ -181,6 +165,43 @@ impl Pool {
         }
     }
 
+    /// Whether every language has a live worker (or none is meant to be kept warm).
+    pub fn is_ready(&self) -> bool {
+        let st = self.inner.lock();
+        self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|l| st.has_worker_of(*l))
+    }
+
+    /// Waits until [`Pool::is_ready`], at most `limit`.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.is_ready() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Every live worker, with its memory use.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let mut views: Vec<WorkerView> = {
+            let st = self.inner.lock();
+            st.workers.iter().map(|(id, info)| WorkerView::of(*id, info)).collect()
+        };
+        for v in &mut views {
+            v.rss_bytes = registry::rss_bytes(v.pid);
+        }
+        views.sort_by_key(|v| v.id);
+        views
+    }
+
+    /// Queue depth and workers by state, for `/metrics`.
+    pub fn gauges(&self) -> (usize, Vec<(&'static str, usize)>) {
+        let st = self.inner.lock();
+        (st.queued, st.count_by_state())
+    }
+
     /// Records that `name` now serves `version` (or nothing: `None`), and retires
     /// idle workers of every other version.
     pub fn serve_version(&self, name: &FunctionName, version: Option<u64>) {
@@ -189,7 +210,11 @@ impl Pool {
             st.serving.insert(name.clone(), version.unwrap_or(0));
             let stale: Vec<FnKey> =
                 st.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
-            stale.into_iter().filter_map(|k| st.idle.remove(&k)).flatten().collect()
+            let retired: Vec<IdleWorker> = stale.into_iter().filter_map(|k| st.idle.remove(&k)).flatten().collect();
+            for w in &retired {
+                st.set_state(w.worker.id, WorkerState::Draining);
+            }
+            retired
         };
         // Dropped outside the lock: each driver then shuts its worker down.
         drop(retired);
@@ -200,7 +225,7 @@ impl Pool {
     /// # Errors
     /// A [`PoolError`] when no worker could run it to the end; a handler that
     /// failed is not an error here but an `Invoked` with a `HandlerFailure`.
-    pub async fn invoke(&self, function: &Deployed, mut request: HttpRequest) -> Result<Invoked, PoolError> {
+    pub async fn invoke(&self, function: &Arc<Deployed>, mut request: HttpRequest) -> Result<Invoked, PoolError> {
         let queue_deadline = tokio::time::Instant::now() + self.inner.config.queue_timeout;
         loop {
             let lease = self.acquire(function, queue_deadline).await?;
@@ -221,6 +246,9 @@ impl Pool {
             };
             return match outcome {
                 Ok(InvokeOutcome::Response { response, logs, stats }) => {
+                    if stats.cold {
+                        self.inner.telemetry.cold_start(function.language.as_str());
+                    }
                     self.release(lease);
                     Ok(Invoked { worker_pid, result: Ok(Completed { response, logs, stats }) })
                 }
@@ -275,7 +303,7 @@ impl Pool {
         }
     }
 
-    async fn acquire(&self, function: &Deployed, queue_deadline: tokio::time::Instant) -> Result<Lease, PoolError> {
+    async fn acquire(&self, function: &Arc<Deployed>, queue_deadline: tokio::time::Instant) -> Result<Lease, PoolError> {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
         let mut ticket: Option<QueueTicket> = None;
@@ -288,8 +316,13 @@ impl Pool {
                     return Err(PoolError::ShuttingDown);
                 }
                 if let Some(idle) = st.idle.get_mut(&key).and_then(Vec::pop) {
+                    if st.idle.get(&key).is_some_and(Vec::is_empty) {
+                        st.idle.remove(&key);
+                    }
+                    st.set_state(idle.worker.id, WorkerState::Busy);
                     Step::Warm(idle.worker)
                 } else if let Some(blank) = st.blank.get_mut(&language).and_then(Vec::pop) {
+                    st.set_state(blank.id, WorkerState::Initializing);
                     Step::Blank(blank)
                 } else if st.live < self.inner.config.max_workers {
                     st.live += 1;
@@ -297,6 +330,7 @@ impl Pool {
                 } else if let Some(victim) = st.take_least_recently_used() {
                     // The victim's slot passes to the new worker; its exit hook
                     // gives back the count it held.
+                    st.set_state(victim.id, WorkerState::Draining);
                     st.live += 1;
                     Step::Spawn(Some(victim))
                 } else {
@@ -313,102 +347,59 @@ impl Pool {
                     Step::Wait
                 }
             };
-            match step {
+            let blank = match step {
                 Step::Warm(worker) => return Ok(Lease { worker, key }),
                 Step::Blank(worker) => {
                     self.inner.replenish(language);
-                    match self.specialize(worker, function).await? {
-                        Some(worker) => return Ok(Lease { worker, key }),
-                        None => continue,
-                    }
+                    worker
                 }
                 Step::Spawn(victim) => {
                     drop(victim);
-                    let worker = match self.inner.clone().start_worker(language, true).await {
+                    match self.inner.clone().start_worker(language, true).await {
                         Ok(worker) => worker,
                         Err(e) => {
                             self.inner.forget_one();
                             return Err(e);
                         }
-                    };
-                    match self.specialize(worker, function).await? {
-                        Some(worker) => return Ok(Lease { worker, key }),
-                        None => continue,
                     }
                 }
                 Step::Wait => {
                     if tokio::time::timeout_at(queue_deadline, available).await.is_err() {
                         return Err(PoolError::Overloaded);
                     }
+                    continue;
                 }
+            };
+            if let Some(worker) = self.inner.specialize(blank, function).await? {
+                self.inner.lock().set_state(worker.id, WorkerState::Busy);
+                return Ok(Lease { worker, key });
             }
         }
     }
 
-    /// Sends `Init` to a blank worker. `Ok(None)`: the worker died before taking
-    /// it, try another.
-    async fn specialize(&self, worker: WorkerProcess, f: &Deployed) -> Result<Option<WorkerProcess>, PoolError> {
-        let init = Init {
-            function: f.name.to_string(),
-            version: f.version,
-            language: f.language,
-            bundle_dir: f.bundle_dir.to_string_lossy().into_owned(),
-            entrypoint: f.entrypoint.clone(),
-            limits: Limits {
-                timeout_ms: f.limits.timeout_ms,
-                memory_mb: f.limits.memory_mb,
-                max_output_bytes: self.inner.config.max_output_bytes,
-            },
-            env: f.env.clone(),
-        };
-        let (tx, rx) = oneshot::channel();
-        if worker.submit(Job::Init(Box::new(init), INIT_TIMEOUT, tx)).is_err() {
-            return Ok(None);
-        }
-        match rx.await {
-            Ok(Ok(Ok(()))) => Ok(Some(worker)),
-            Ok(Ok(Err(message))) => Err(PoolError::InitFailed(message)),
-            Ok(Err(WorkerError::GoneBeforeJob(_))) => Ok(None),
-            Ok(Err(e)) => Err(PoolError::InitFailed(e.to_string())),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// Returns a worker after its invocation: idle for its function, or retired
-    /// if the function has moved to another version or the pool is stopping.
+    /// Returns a worker after its invocation: idle for its function, replaced if
+    /// a restart asked for it, or retired if its version is no longer served.
     fn release(&self, lease: Lease) {
         let Lease { worker, key } = lease;
-        let retire = {
-            let mut st = self.inner.lock();
-            let stale = st.serving.get(&key.0).is_some_and(|v| *v != key.1);
-            if st.shutting_down || stale {
-                Some(worker)
-            } else {
-                st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });
-                None
-            }
-        };
-        if retire.is_none() {
+        let mut st = self.inner.lock();
+        let stale = st.serving.get(&key.0).is_some_and(|v| *v != key.1);
+        let drain = st.workers.get_mut(&worker.id).map(|info| {
+            info.invocations += 1;
+            info.drain
+        });
+        if st.shutting_down || stale {
+            st.set_state(worker.id, WorkerState::Draining);
+            drop(st);
+            drop(worker);
+        } else if drain == Some(true) {
+            drop(st);
+            self.inner.clone().replace(worker, false);
+        } else {
+            st.set_state(worker.id, WorkerState::Idle);
+            st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });
+            drop(st);
             self.inner.available.notify_one();
         }
-    }
-}
-
-impl State {
-    /// Removes and returns the idle worker that has waited longest, of any function.
-    fn take_least_recently_used(&mut self) -> Option<WorkerProcess> {
-        let (key, index) = self
-            .idle
-            .iter()
-            .flat_map(|(k, ws)| ws.iter().enumerate().map(move |(i, w)| (w.last_used, k, i)))
-            .min_by_key(|(used, ..)| *used)
-            .map(|(_, k, i)| (k.clone(), i))?;
-        let list = self.idle.get_mut(&key)?;
-        let victim = list.remove(index);
-        if list.is_empty() {
-            self.idle.remove(&key);
-        }
-        Some(victim.worker)
     }
 }
 
@@ -426,7 +417,7 @@ impl Inner {
     }
 
     /// Starts one worker process on the pool's runtime. `counted`: whether it
-    /// holds a `live` slot, to be given back by its exit hook.
+    /// holds a `live` slot (given back by its exit hook) and is in the registry.
     async fn start_worker(self: Arc<Self>, language: Language, counted: bool) -> Result<WorkerProcess, PoolError> {
         let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
         let weak: Weak<Inner> = Arc::downgrade(&self);
@@ -437,10 +428,63 @@ impl Inner {
             }
         };
         let started = self.runtime.spawn(async move { WorkerProcess::start(id, &bin, language, on_exit).await });
-        match started.await {
-            Ok(Ok(worker)) => Ok(worker),
-            Ok(Err(e)) => Err(PoolError::NotReady(e.to_string())),
-            Err(e) => Err(PoolError::NotReady(format!("worker start task failed: {e}"))),
+        let worker = match started.await {
+            Ok(Ok(worker)) => worker,
+            Ok(Err(e)) => return Err(PoolError::NotReady(e.to_string())),
+            Err(e) => return Err(PoolError::NotReady(format!("worker start task failed: {e}"))),
+        };
+        if counted {
+            self.lock().workers.insert(
+                worker.id,
+                WorkerInfo {
+                    pid: worker.pid,
+                    language,
+                    function: None,
+                    state: WorkerState::Blank,
+                    invocations: 0,
+                    restarts: 0,
+                    started: Instant::now(),
+                    kill: worker.kill.clone(),
+                    drain: false,
+                },
+            );
+        }
+        Ok(worker)
+    }
+
+    /// Sends `Init` to a blank worker. `Ok(None)`: the worker died before taking
+    /// it, try another.
+    async fn specialize(&self, worker: WorkerProcess, f: &Arc<Deployed>) -> Result<Option<WorkerProcess>, PoolError> {
+        let init = Init {
+            function: f.name.to_string(),
+            version: f.version,
+            language: f.language,
+            bundle_dir: f.bundle_dir.to_string_lossy().into_owned(),
+            entrypoint: f.entrypoint.clone(),
+            limits: Limits {
+                timeout_ms: f.limits.timeout_ms,
+                memory_mb: f.limits.memory_mb,
+                max_output_bytes: self.config.max_output_bytes,
+            },
+            env: f.env.clone(),
+        };
+        {
+            let mut st = self.lock();
+            if let Some(info) = st.workers.get_mut(&worker.id) {
+                info.state = WorkerState::Initializing;
+                info.function = Some(f.clone());
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if worker.submit(Job::Init(Box::new(init), INIT_TIMEOUT, tx)).is_err() {
+            return Ok(None);
+        }
+        match rx.await {
+            Ok(Ok(Ok(()))) => Ok(Some(worker)),
+            Ok(Ok(Err(message))) => Err(PoolError::InitFailed(message)),
+            Ok(Err(WorkerError::GoneBeforeJob(_))) => Ok(None),
+            Ok(Err(e)) => Err(PoolError::InitFailed(e.to_string())),
+            Err(_) => Ok(None),
         }
     }
 
@@ -448,8 +492,14 @@ impl Inner {
     fn worker_exited(self: Arc<Self>, id: u64, language: Language, counted: bool, reason: ExitReason) {
         match &reason {
             ExitReason::Retired => {}
-            ExitReason::Died(why) => warn!(worker = id, "worker died: {why}"),
-            ExitReason::Killed(why) => warn!(worker = id, "worker killed: {why}"),
+            ExitReason::Died(why) => {
+                warn!(worker = id, "worker died: {why}");
+                self.telemetry.worker_restart("crashed");
+            }
+            ExitReason::Killed(why) => {
+                warn!(worker = id, "worker killed: {why}");
+                self.telemetry.worker_restart(if *why == "hard deadline" { "timeout" } else { "killed" });
+            }
         }
         if !counted {
             return;
@@ -457,14 +507,9 @@ impl Inner {
         {
             let mut st = self.lock();
             st.live -= 1;
+            st.workers.remove(&id);
             // It may have died while idle or blank: drop the dead handle.
-            if let Some(list) = st.blank.get_mut(&language) {
-                list.retain(|w| w.id != id);
-            }
-            st.idle.retain(|_, list| {
-                list.retain(|w| w.worker.id != id);
-                !list.is_empty()
-            });
+            drop(st.take_parked(id));
         }
         self.available.notify_one();
         self.replenish(language);

@@ -6,12 +6,13 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::{Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// How long a new worker may take to say `Hello`.
@@ -62,6 +63,8 @@ pub struct WorkerProcess {
     pub id: u64,
     pub pid: u32,
     jobs: mpsc::Sender<Job>,
+    /// Makes the driver SIGKILL the worker at once, busy or not.
+    pub kill: Arc<Notify>,
 }
 
 impl WorkerProcess {
@@ -91,12 +94,14 @@ impl WorkerProcess {
             }
         }
         let (jobs, rx) = mpsc::channel(1);
+        let kill = Arc::new(Notify::new());
+        let killed = kill.clone();
         tokio::spawn(async move {
-            let reason = drive(child, conn, rx).await;
+            let reason = drive(child, conn, rx, killed).await;
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, jobs })
+        Ok(Self { id, pid, jobs, kill })
     }
 
     /// Sends a job to the worker's driver.
@@ -140,13 +145,14 @@ fn spawn(worker_bin: &Path, language: Language) -> std::io::Result<(Child, Conne
 }
 
 /// The driver loop: one job at a time; returns when the worker is gone.
-async fn drive(mut child: Child, mut conn: Connection, mut jobs: mpsc::Receiver<Job>) -> ExitReason {
+async fn drive(mut child: Child, mut conn: Connection, mut jobs: mpsc::Receiver<Job>, kill: Arc<Notify>) -> ExitReason {
     let reason = loop {
         let job = tokio::select! {
             job = jobs.recv() => job,
             status = child.wait() => {
                 break ExitReason::Died(describe_exit(status));
             }
+            () = kill.notified() => break ExitReason::Killed("on request"),
         };
         let Some(job) = job else {
             // The pool dropped the worker: ask it to exit, then make sure it does.
@@ -156,7 +162,7 @@ async fn drive(mut child: Child, mut conn: Connection, mut jobs: mpsc::Receiver<
             }
             break ExitReason::Retired;
         };
-        if let Err(reason) = run_job(&mut child, &mut conn, job).await {
+        if let Err(reason) = run_job(&mut child, &mut conn, job, &kill).await {
             break reason;
         }
     };
@@ -168,10 +174,10 @@ async fn drive(mut child: Child, mut conn: Connection, mut jobs: mpsc::Receiver<
 }
 
 /// Runs one job. An `Err` means the worker is unusable and the driver must end.
-async fn run_job(child: &mut Child, conn: &mut Connection, job: Job) -> Result<(), ExitReason> {
+async fn run_job(child: &mut Child, conn: &mut Connection, job: Job, kill: &Notify) -> Result<(), ExitReason> {
     match job {
         Job::Prepare(prepare, limit, reply) => {
-            let result = exchange(child, conn, ToWorker::Prepare(prepare), limit).await.and_then(|msg| match msg {
+            let result = exchange(child, conn, ToWorker::Prepare(prepare), limit, kill).await.and_then(|msg| match msg {
                 FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
                 FromWorker::PrepareError { message } => Ok(Err(message)),
                 _ => Err(WorkerError::Protocol("expected Prepared".into())),
@@ -179,7 +185,7 @@ async fn run_job(child: &mut Child, conn: &mut Connection, job: Job) -> Result<(
             finish(result, reply)
         }
         Job::Init(init, limit, reply) => {
-            let result = exchange(child, conn, ToWorker::Init(*init), limit).await.and_then(|msg| match msg {
+            let result = exchange(child, conn, ToWorker::Init(*init), limit, kill).await.and_then(|msg| match msg {
                 FromWorker::InitOk => Ok(Ok(())),
                 FromWorker::InitError { message } => Ok(Err(message)),
                 _ => Err(WorkerError::Protocol("expected InitOk".into())),
@@ -189,7 +195,7 @@ async fn run_job(child: &mut Child, conn: &mut Connection, job: Job) -> Result<(
         Job::Invoke(invoke, hard_deadline, reply) => {
             let id = invoke.id;
             let result =
-                exchange(child, conn, ToWorker::Invoke(invoke), hard_deadline).await.and_then(|msg| match msg {
+                exchange(child, conn, ToWorker::Invoke(invoke), hard_deadline, kill).await.and_then(|msg| match msg {
                     FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
                         Ok(InvokeOutcome::Response { response, logs, stats })
                     }
@@ -217,7 +223,13 @@ fn finish<T>(result: Result<T, WorkerError>, reply: oneshot::Sender<Result<T, Wo
 }
 
 /// Sends one message and waits for the answer, at most `limit`.
-async fn exchange(child: &mut Child, conn: &mut Connection, msg: ToWorker, limit: Duration) -> Result<FromWorker, WorkerError> {
+async fn exchange(
+    child: &mut Child,
+    conn: &mut Connection,
+    msg: ToWorker,
+    limit: Duration,
+    kill: &Notify,
+) -> Result<FromWorker, WorkerError> {
     let unsent = |msg: ToWorker| match msg {
         ToWorker::Invoke(invoke) => WorkerError::GoneBeforeJob(Some(Box::new(invoke))),
         _ => WorkerError::GoneBeforeJob(None),
@@ -230,7 +242,15 @@ async fn exchange(child: &mut Child, conn: &mut Connection, msg: ToWorker, limit
     if conn.write_frame(&msg).await.is_err() {
         return Err(unsent(msg));
     }
-    match tokio::time::timeout(limit, conn.read_frame::<FromWorker>()).await {
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(limit, conn.read_frame::<FromWorker>()) => answer,
+        () = kill.notified() => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(WorkerError::Crashed("killed on request".into()));
+        }
+    };
+    match answer {
         Ok(Ok(Some(answer))) => Ok(answer),
         Ok(Ok(None)) | Ok(Err(polyfaas_protocol::FrameError::TruncatedFrame)) | Ok(Err(polyfaas_protocol::FrameError::Io(_))) => {
             // The socket closed: the process is dying or dead. Wait briefly for its

@@ -1,0 +1,146 @@
+//! Operator routes. Under `/admin`, with `Authorization: Bearer <token>`:
+//! `GET /admin/workers`, `POST /admin/workers/restart` (`?function=`,
+//! `?language=`, `?force=true`), `POST /admin/workers/{id}/restart`,
+//! `GET /admin/functions`. Open, for probes and scrapers: `GET /healthz`,
+//! `GET /readyz`, `GET /metrics`.
+//!
+//! No admin route changes a function or its code; they only act on workers.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::error::ApiError;
+use crate::pool::RestartFilter;
+use crate::server::AppState;
+use crate::store::FunctionName;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource("/admin/workers").route(web::get().to(workers)))
+        .service(web::resource("/admin/workers/restart").route(web::post().to(restart_all)))
+        .service(web::resource("/admin/workers/{id}/restart").route(web::post().to(restart_one)))
+        .service(web::resource("/admin/functions").route(web::get().to(functions)));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store is loaded (it is, once routes are served) and every
+/// language has a live worker.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.pool.is_ready() {
+        Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the worker pool is not warm yet"))
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (queued, by_state) = state.pool.gauges();
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.telemetry.encode(queued, &by_state))
+}
+
+async fn workers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    Ok(HttpResponse::Ok().json(json!({ "workers": state.pool.workers() })))
+}
+
+async fn functions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    Ok(HttpResponse::Ok().json(json!({ "functions": state.telemetry.functions() })))
+}
+
+#[derive(Deserialize)]
+struct RestartQuery {
+    function: Option<String>,
+    language: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn restart_all(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<RestartQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let filter = RestartFilter {
+        id: None,
+        function: query.function.as_deref().map(FunctionName::parse).transpose()?,
+        language: query.language.as_deref().map(parse_language).transpose()?,
+    };
+    let restarted = state.pool.restart(&filter, query.force).await;
+    tracing::info!(count = restarted.len(), force = query.force, "workers restarted by the admin API");
+    Ok(HttpResponse::Ok().json(json!({ "restarted": restarted })))
+}
+
+async fn restart_one(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<u64>,
+    query: web::Query<RestartQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let filter = RestartFilter { id: Some(*id), ..Default::default() };
+    let restarted = state.pool.restart(&filter, query.force).await;
+    if restarted.is_empty() {
+        return Err(ApiError::not_found(format!("worker {id}")));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "restarted": restarted })))
+}
+
+fn parse_language(s: &str) -> Result<polyfaas_protocol::Language, ApiError> {
+    use polyfaas_protocol::Language::*;
+    [Wasm, Js, Python, Ruby]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("unknown language {s:?}")))
+}
+
+/// 401 without a bearer token, 403 with a wrong one or when no token is
+/// configured (admin routes are then off).
+fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(expected) = state.config.admin_token.as_deref() else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "admin_disabled", "no admin token is configured; admin routes are off"));
+    };
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need Authorization: Bearer <token>"))?;
+    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong admin token"))
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell an attacker
+/// how many leading bytes were right. (The length is not secret.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_tokens() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Restarting workers on an operator's request.
+//!
+//! Graceful (the default): a parked worker (blank or idle) is replaced by a new
+//! one of the same language and function, warmed first, then shut down; a busy
+//! worker is marked to drain, finishes its invocation, and is replaced the same
+//! way when it is released. No client request fails. Forced: the worker is killed
+//! at once (its in-flight request, if any, gets `worker_crashed`) and a
+//! replacement of the same kind is started, so the pool returns to its size.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use polyfaas_protocol::Language;
+use serde::Serialize;
+
+use super::process::WorkerProcess;
+use super::registry::{IdleWorker, WorkerInfo, WorkerState};
+use super::{Inner, Pool};
+use crate::store::{Deployed, FunctionName};
+
+/// Which workers to restart; unset fields match everything.
+#[derive(Debug, Default, Clone)]
+pub struct RestartFilter {
+    pub id: Option<u64>,
+    pub function: Option<FunctionName>,
+    pub language: Option<Language>,
+}
+
+impl RestartFilter {
+    fn matches(&self, id: u64, info: &WorkerInfo) -> bool {
+        self.id.is_none_or(|want| want == id)
+            && self.language.is_none_or(|want| want == info.language)
+            && self.function.as_ref().is_none_or(|want| info.function.as_ref().is_some_and(|f| &f.name == want))
+    }
+}
+
+/// One worker a restart acted on.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restarted {
+    pub id: u64,
+    pub pid: u32,
+    pub language: &'static str,
+    pub function: Option<String>,
+    /// Its state when the restart was asked for.
+    pub state: WorkerState,
+    /// `replaced` (already done), `draining` (replaced when its invocation
+    /// ends) or `killed`.
+    pub action: &'static str,
+}
+
+/// What a replacement must be: same language, same function version.
+struct Spec {
+    language: Language,
+    function: Option<Arc<Deployed>>,
+    restarts: u32,
+}
+
+impl Pool {
+    /// Restarts the workers `filter` selects. Returns once parked workers are
+    /// replaced; busy ones are replaced when their invocation ends.
+    pub async fn restart(&self, filter: &RestartFilter, force: bool) -> Vec<Restarted> {
+        let mut report = Vec::new();
+        let mut parked = Vec::new();
+        let mut killed = Vec::new();
+        {
+            let mut st = self.inner.lock();
+            let mut ids: Vec<u64> = st.workers.iter().filter(|(id, info)| filter.matches(**id, info)).map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            for id in ids {
+                let Some(info) = st.workers.get(&id) else { continue };
+                let spec = Spec { language: info.language, function: info.function.clone(), restarts: info.restarts };
+                let mut entry = Restarted {
+                    id,
+                    pid: info.pid,
+                    language: info.language.as_str(),
+                    function: info.function.as_ref().map(|f| f.name.to_string()),
+                    state: info.state,
+                    action: "replaced",
+                };
+                if force {
+                    info.kill.notify_one();
+                    entry.action = "killed";
+                    killed.push(spec);
+                } else if let Some(worker) = st.take_parked(id) {
+                    st.set_state(id, WorkerState::Draining);
+                    parked.push(worker);
+                } else if let Some(info) = st.workers.get_mut(&id) {
+                    info.drain = true;
+                    info.state = WorkerState::Draining;
+                    entry.action = "draining";
+                }
+                report.push(entry);
+            }
+        }
+        let mut tasks = Vec::new();
+        for old in parked {
+            let inner = self.inner.clone();
+            tasks.push(self.inner.runtime.spawn(async move { inner.replace_now(old).await }));
+        }
+        for spec in killed {
+            let inner = self.inner.clone();
+            tasks.push(self.inner.runtime.spawn(async move { inner.start_replacement(spec).await }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        report
+    }
+}
+
+impl Inner {
+    /// Replaces `old` in the background (used when a draining worker is released).
+    pub(super) fn replace(self: Arc<Self>, old: WorkerProcess, _force: bool) {
+        let inner = self.clone();
+        self.runtime.spawn(async move { inner.replace_now(old).await });
+    }
+
+    /// Starts and warms a replacement for `old`, then shuts `old` down.
+    async fn replace_now(self: Arc<Self>, old: WorkerProcess) {
+        let spec = {
+            let mut st = self.lock();
+            st.set_state(old.id, WorkerState::Draining);
+            st.workers.get(&old.id).map(|info| Spec {
+                language: info.language,
+                function: info.function.clone(),
+                restarts: info.restarts,
+            })
+        };
+        if let Some(spec) = spec {
+            self.clone().start_replacement(spec).await;
+        }
+        self.telemetry.worker_restart("restarted");
+        drop(old);
+    }
+
+    /// Starts a worker like `spec`, specializes it if `spec` has a function that
+    /// is still served, and parks it. It holds a slot of its own: the pool may be
+    /// one over its size until the worker it replaces has exited.
+    async fn start_replacement(self: Arc<Self>, spec: Spec) {
+        self.lock().live += 1;
+        let worker = match self.clone().start_worker(spec.language, true).await {
+            Ok(worker) => worker,
+            Err(e) => {
+                tracing::warn!("cannot start a replacement worker: {e}");
+                self.forget_one();
+                return;
+            }
+        };
+        if let Some(info) = self.lock().workers.get_mut(&worker.id) {
+            info.restarts = spec.restarts + 1;
+        }
+        let served = spec.function.filter(|f| self.lock().serving.get(&f.name).is_none_or(|v| *v == f.version));
+        let Some(function) = served else {
+            self.park_blank(worker, spec.language);
+            return;
+        };
+        match self.specialize(worker, &function).await {
+            Ok(Some(worker)) => {
+                let mut st = self.lock();
+                st.set_state(worker.id, WorkerState::Idle);
+                let key = (function.name.clone(), function.version);
+                st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });
+                drop(st);
+                self.available.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(function = %function.name, "replacement worker did not start: {e}"),
+        }
+    }
+
+    fn park_blank(&self, worker: WorkerProcess, language: Language) {
+        let mut st = self.lock();
+        if st.shutting_down {
+            return;
+        }
+        st.set_state(worker.id, WorkerState::Blank);
+        st.blank.entry(language).or_default().push(worker);
+        drop(st);
+        self.available.notify_one();
+    }
+}

@@ -50,7 +50,7 @@ pub async fn run(config: Config) -> Result<()> {
             queue_timeout: config.queue_timeout,
             kill_grace: Duration::from_millis(500),
             max_output_bytes: config.max_output_bytes,
-            languages: vec![Language::Wasm],
+            languages: vec![Language::Wasm, Language::Js],
         },
         telemetry.clone(),
         pool_runtime.handle().clone(),

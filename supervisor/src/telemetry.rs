@@ -16,6 +16,9 @@ use serde::Serialize;
 
 /// How many recent latencies per function the percentiles are computed from.
 const LATENCY_WINDOW: usize = 1024;
+/// How many invocations' logs each function keeps, and how much of each.
+const LOG_HISTORY: usize = 50;
+const LOG_ENTRY_CAP: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InvocationLabels {
@@ -67,6 +70,19 @@ struct FunctionStats {
     errors: BTreeMap<String, u64>,
     recent_ms: VecDeque<f64>,
     last_error: Option<LastError>,
+    recent_logs: VecDeque<LogEntry>,
+}
+
+/// One invocation's captured output, as `GET /api/v1/functions/{name}/logs` shows it.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub request_id: String,
+    pub at_unix: u64,
+    pub outcome: String,
+    pub text: String,
+    /// True when the handler's output, or what is kept of it here, was cut.
+    pub truncated: bool,
 }
 
 #[derive(Clone, Serialize)]
@@ -137,6 +153,30 @@ impl Telemetry {
             *stats.errors.entry(outcome.to_string()).or_default() += 1;
             stats.last_error = Some(LastError { code: outcome.into(), message: message.into(), at_unix: unix_now() });
         }
+    }
+
+    /// Keeps one invocation's logs in the function's bounded history.
+    pub fn logs(&self, function: &str, request_id: &str, outcome: &str, logs: &polyfaas_protocol::Logs) {
+        let mut text = logs.text.clone();
+        let mut truncated = logs.truncated;
+        if text.len() > LOG_ENTRY_CAP {
+            let cut = (0..=LOG_ENTRY_CAP).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.truncate(cut);
+            truncated = true;
+        }
+        let entry = LogEntry { request_id: request_id.into(), at_unix: unix_now(), outcome: outcome.into(), text, truncated };
+        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let history = &mut functions.entry(function.to_string()).or_default().recent_logs;
+        if history.len() == LOG_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(entry);
+    }
+
+    /// The function's recent invocation logs, oldest first.
+    pub fn recent_logs(&self, function: &str) -> Vec<LogEntry> {
+        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        functions.get(function).map(|s| s.recent_logs.iter().cloned().collect()).unwrap_or_default()
     }
 
     pub fn cold_start(&self, language: &str) {

@@ -75,6 +75,15 @@ pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Resu
     Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
 }
 
+/// `GET /api/v1/functions/{name}/logs`: the last invocations' captured output.
+pub async fn logs(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    if state.store.current(&name).is_none() {
+        return Err(ApiError::not_found(format!("function {name}")));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "logs": state.telemetry.recent_logs(name.as_str()) })))
+}
+
 fn summary(d: &Deployed) -> serde_json::Value {
     json!({
         "name": d.name.as_str(),

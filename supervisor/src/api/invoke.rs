@@ -75,6 +75,7 @@ async fn run(state: &AppState, req: &HttpRequest, name: &str, path: String, payl
                 info!(function = %name, request_id = %request_id, "handler logs:\n{}", done.logs.text.trim_end());
             }
             state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
+            state.telemetry.logs(name.as_str(), &request_id, "ok", &done.logs);
             Ok(respond(done.response, worker_pid))
         }
         Err(failure) => {
@@ -85,6 +86,7 @@ async fn run(state: &AppState, req: &HttpRequest, name: &str, path: String, payl
                 warn!(function = %name, request_id = %request_id, "handler logs:\n{}", failure.logs.text.trim_end());
             }
             state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+            state.telemetry.logs(name.as_str(), &request_id, error.code, &failure.logs);
             Err(error)
         }
     }

@@ -49,6 +49,31 @@ pub fn wasm_bundle(name: &str, metadata: Option<&str>) -> Vec<u8> {
     zip(&[("metadata.json", metadata.unwrap_or(&own).as_bytes()), (&module, &wasm)])
 }
 
+/// The zip of a script bundle: every file under `bundles/<name>`, paths relative
+/// to that folder.
+pub fn dir_bundle(name: &str) -> Vec<u8> {
+    let root = repo_root().join("bundles").join(name);
+    let mut files = Vec::new();
+    collect_files(&root, &root, &mut files);
+    files.sort();
+    let entries: Vec<(String, Vec<u8>)> =
+        files.iter().map(|(rel, path)| (rel.clone(), std::fs::read(path).expect("bundle file"))).collect();
+    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    zip(&refs)
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            out.push((rel, path));
+        }
+    }
+}
+
 pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, bytes) in entries {

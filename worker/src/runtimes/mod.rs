@@ -5,6 +5,8 @@
 //! them, and is specialized to exactly one function version by `Init`, which
 //! yields a [`Runtime`] that serves that function's invocations.
 
+pub mod js;
+pub mod script;
 pub mod wasm;
 
 use std::time::Duration;
@@ -38,12 +40,14 @@ pub struct Failure {
 /// A loaded but unspecialized runtime.
 pub enum Blank {
     Wasm(wasm::WasmBlank),
+    Js(js::JsBlank),
 }
 
 impl Blank {
     pub fn load(language: Language) -> Result<Self> {
         match language {
             Language::Wasm => Ok(Blank::Wasm(wasm::WasmBlank::new()?)),
+            Language::Js => Ok(Blank::Js(js::JsBlank)),
             other => bail!("the {} runtime is not available in this build", other.as_str()),
         }
     }
@@ -55,6 +59,8 @@ impl Blank {
     pub fn prepare(&self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
         match self {
             Blank::Wasm(w) => w.prepare(prepare),
+            // Scripts have nothing to precompile: preparing is a dry-run of `Init`.
+            Blank::Js(j) => j.prepare(prepare).map(|()| Vec::new()),
         }
     }
 
@@ -62,6 +68,7 @@ impl Blank {
     pub fn init(&self, init: &Init) -> Result<Box<dyn Runtime>, String> {
         match self {
             Blank::Wasm(w) => Ok(Box::new(w.init(init)?)),
+            Blank::Js(j) => Ok(Box::new(j.init(init)?)),
         }
     }
 }

@@ -1,0 +1,54 @@
+// The ctx API for JavaScript handlers (DESIGN.md, "Handler conventions"), built
+// over the JSON envelopes of runtimes/script.rs. Evaluated before any user code;
+// the function it ends with is kept by the host, never exposed as a global.
+(function () {
+  "use strict";
+  const parse = JSON.parse, stringify = JSON.stringify;
+  function invoke(handler, envelope) {
+    const req = parse(envelope);
+    const res = { ended: false, status: 200, headers: [], body: null };
+    const request = {
+      getParam(name) {
+        if (name === "name") return req.function;
+        const v = req.query[name];
+        return v === undefined ? null : v;
+      },
+      getHeader(name) {
+        const v = req.headers[String(name).toLowerCase()];
+        return v === undefined ? null : v;
+      },
+      method() { return req.method; },
+      path() { return req.path; },
+    };
+    const response = {
+      setStatusCode(n) { res.status = Number(n); return response; },
+      putHeader(k, v) { res.headers.push([String(k), String(v)]); return response; },
+      end(text) {
+        res.body = text === undefined || text === null ? "" : String(text);
+        res.ended = true;
+        return response;
+      },
+    };
+    const ctx = {
+      request() { return request; },
+      response() { return response; },
+      body() { return req.body; },
+      bodyAsJson() { try { return parse(req.body); } catch (e) { return null; } },
+      json(value) {
+        res.headers.push(["content-type", "application/json"]);
+        res.body = value === undefined ? "null" : stringify(value);
+        res.ended = true;
+      },
+    };
+    const finish = (value) => stringify({
+      ended: res.ended, status: res.status, headers: res.headers, body: res.body,
+      value: value === undefined ? null : value, isString: typeof value === "string",
+    });
+    const value = handler(ctx);
+    if (value !== null && typeof value === "object" && typeof value.then === "function") {
+      return value.then(finish);
+    }
+    return finish(value);
+  }
+  return invoke;
+})()

@@ -1,0 +1,165 @@
+//! What the three script runtimes share: the request envelope each language's
+//! prelude turns into `ctx`, the response envelope it hands back, and the capped
+//! log buffer behind `console.log` / `print` / `puts`.
+//!
+//! Envelope in (JSON): `{function, method, path, query: {k: v}, headers: {k: v}, body}`.
+//! Envelope out (JSON): `{ended, status, headers: [[k, v]], body, value, isString}`:
+//! `ended` when a responder (`ctx.json`, `response().end`) was called, else `value`
+//! is what the handler returned.
+
+use polyfaas_protocol::{HttpRequest, HttpResponse, Logs};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Builds the request envelope. Query parameters are percent-decoded (the first
+/// value of a repeated one wins, as Vert.x's `getParam` does); header names are
+/// lower case; the body is text (invalid UTF-8 replaced).
+pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
+    let mut query = Map::new();
+    for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
+        query.entry(k.into_owned()).or_insert(Value::String(v.into_owned()));
+    }
+    let mut headers = Map::new();
+    for (k, v) in &request.headers {
+        headers.entry(k.to_ascii_lowercase()).or_insert(Value::String(v.clone()));
+    }
+    json!({
+        "function": function,
+        "method": request.method,
+        "path": request.path,
+        "query": query,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&request.body),
+    })
+    .to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseEnvelope {
+    ended: bool,
+    status: Option<u16>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    value: Option<Value>,
+    #[serde(default)]
+    is_string: bool,
+}
+
+/// Turns the prelude's response envelope into an HTTP response.
+///
+/// # Errors
+/// A message if the envelope is not what the prelude writes (a bug, or user code
+/// that tampered with the prelude).
+pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
+    let env: ResponseEnvelope = serde_json::from_str(text).map_err(|e| format!("malformed response envelope: {e}"))?;
+    let mut headers: Vec<(String, String)> = env.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let has_type = |h: &[(String, String)]| h.iter().any(|(k, _)| k == "content-type");
+    if env.ended {
+        let body = env.body.unwrap_or_default().into_bytes();
+        if !has_type(&headers) {
+            headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
+        }
+        return Ok(HttpResponse { status: env.status.unwrap_or(200), headers, body });
+    }
+    // Plain style: the returned value is the response.
+    let (body, content_type) = match env.value {
+        Some(Value::String(s)) if env.is_string => (s.into_bytes(), "text/plain; charset=utf-8"),
+        Some(v) => (v.to_string().into_bytes(), "application/json"),
+        None => (b"null".to_vec(), "application/json"),
+    };
+    if !has_type(&headers) {
+        headers.push(("content-type".into(), content_type.into()));
+    }
+    Ok(HttpResponse { status: env.status.unwrap_or(200), headers, body })
+}
+
+/// A handler's console output for one invocation, capped. Past the cap the rest
+/// is dropped and the invocation fails with `response_too_large`.
+#[derive(Debug, Default)]
+pub struct LogBuffer {
+    text: String,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl LogBuffer {
+    pub fn new(cap: usize) -> Self {
+        Self { text: String::new(), cap, overflowed: false }
+    }
+
+    pub fn push_line(&mut self, line: &str) {
+        self.push(line);
+        self.push("\n");
+    }
+
+    pub fn push(&mut self, s: &str) {
+        if self.overflowed {
+            return;
+        }
+        if self.text.len() + s.len() > self.cap {
+            let room = self.cap - self.text.len();
+            let cut = (0..=room).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            self.text.push_str(&s[..cut]);
+            self.overflowed = true;
+            return;
+        }
+        self.text.push_str(s);
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Takes the text out, leaving the buffer empty for the next invocation.
+    pub fn take(&mut self) -> Logs {
+        let logs = Logs { text: std::mem::take(&mut self.text), truncated: self.overflowed };
+        self.overflowed = false;
+        logs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_decodes_the_query_and_lowercases_headers() {
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            query: "a=1&b=x%20y&a=2".into(),
+            headers: vec![("X-Test".into(), "v".into())],
+            body: b"{}".to_vec(),
+        };
+        let env: Value = serde_json::from_str(&request_envelope("f", &req)).expect("json");
+        assert_eq!(env["query"], json!({"a": "1", "b": "x y"}));
+        assert_eq!(env["headers"]["x-test"], "v");
+        assert_eq!(env["function"], "f");
+    }
+
+    #[test]
+    fn responder_and_plain_styles() {
+        let r = response_from_envelope(r#"{"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"}"#).expect("ok");
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"hi"[..]));
+        assert!(r.headers.contains(&("x-a".into(), "b".into())));
+        let r = response_from_envelope(r#"{"ended":false,"value":{"a":1}}"#).expect("ok");
+        assert_eq!(r.body, br#"{"a":1}"#);
+        let r = response_from_envelope(r#"{"ended":false,"value":"text","isString":true}"#).expect("ok");
+        assert_eq!(r.body, b"text");
+        assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
+    }
+
+    #[test]
+    fn logs_are_capped_on_a_char_boundary() {
+        let mut b = LogBuffer::new(5);
+        b.push("abc");
+        b.push("déf");
+        assert!(b.overflowed());
+        let logs = b.take();
+        assert_eq!(logs.text, "abcd");
+        assert!(logs.truncated);
+        assert!(!b.overflowed());
+    }
+}

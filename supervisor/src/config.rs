@@ -22,7 +22,7 @@ pub struct Settings {
     /// Directory for bundles and state [default: ./data]
     #[arg(long, env = "POLYFAAS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Most worker processes alive at once, all functions together [default: 4]
+    /// Most worker processes alive at once, all functions together [default: 8]
     #[arg(long, env = "POLYFAAS_WORKERS")]
     pub workers: Option<usize>,
     /// TOML file with any of these settings (kebab-case keys); flags and env vars win
@@ -74,6 +74,12 @@ pub struct Settings {
     /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
     #[arg(long, env = "POLYFAAS_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+    /// CRuby's WASI build; without the file, Ruby bundles are refused [default: runtimes/ruby+stdlib.wasm]
+    #[arg(long, env = "POLYFAAS_RUBY_WASM")]
+    pub ruby_wasm: Option<PathBuf>,
+    /// Where compiled runtimes (Ruby) are cached [default: <data-dir>/runtimes]
+    #[arg(long, env = "POLYFAAS_RUNTIME_CACHE")]
+    pub runtime_cache: Option<PathBuf>,
     /// Bearer token for the /admin routes; without one (or a token file) they answer 403
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -116,6 +122,8 @@ pub struct Config {
     pub queue_timeout: Duration,
     pub warm_workers: usize,
     pub worker_bin: PathBuf,
+    pub ruby_wasm: PathBuf,
+    pub runtime_cache: PathBuf,
     pub admin_token: Option<String>,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
@@ -153,6 +161,8 @@ impl Settings {
             queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
             warm_workers: self.warm_workers.or(fallback.warm_workers),
             worker_bin: self.worker_bin.or(fallback.worker_bin),
+            ruby_wasm: self.ruby_wasm.or(fallback.ruby_wasm),
+            runtime_cache: self.runtime_cache.or(fallback.runtime_cache),
             admin_token: self.admin_token.or(fallback.admin_token),
             admin_token_file: self.admin_token_file.or(fallback.admin_token_file),
             log_format: self.log_format.or(fallback.log_format),
@@ -174,10 +184,13 @@ impl Settings {
             (None, None) => None,
         }
         .filter(|t| !t.is_empty());
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let config = Config {
+            ruby_wasm: self.ruby_wasm.unwrap_or_else(|| PathBuf::from("runtimes/ruby+stdlib.wasm")),
+            runtime_cache: self.runtime_cache.unwrap_or_else(|| data_dir.join("runtimes")),
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
-            workers: self.workers.unwrap_or(4),
+            data_dir,
+            workers: self.workers.unwrap_or(8),
             timeout_ms: self.timeout_ms.unwrap_or(10_000),
             max_timeout_ms: self.max_timeout_ms.unwrap_or(300_000),
             memory_mb: self.memory_mb.unwrap_or(128),

@@ -50,7 +50,7 @@ pub async fn run(config: Config) -> Result<()> {
             queue_timeout: config.queue_timeout,
             kill_grace: Duration::from_millis(500),
             max_output_bytes: config.max_output_bytes,
-            languages: vec![Language::Wasm, Language::Js],
+            languages: runtimes(&config).await,
         },
         telemetry.clone(),
         pool_runtime.handle().clone(),
@@ -133,6 +133,36 @@ async fn wait_for_stop_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The languages this server offers, with their workers' extra arguments. Ruby
+/// is offered when its runtime file is installed; it is compiled once into the
+/// runtime cache (about ten seconds, the first time only).
+async fn runtimes(config: &Config) -> Vec<(Language, Vec<std::ffi::OsString>)> {
+    let mut languages = vec![(Language::Wasm, vec![]), (Language::Js, vec![]), (Language::Python, vec![])];
+    if !config.ruby_wasm.is_file() {
+        warn!(path = %config.ruby_wasm.display(), "Ruby runtime not installed (scripts/setup installs it): Ruby bundles will be refused");
+        return languages;
+    }
+    let compiled = tokio::process::Command::new(&config.worker_bin)
+        .arg("--precompile")
+        .arg(&config.ruby_wasm)
+        .arg("--cache-dir")
+        .arg(&config.runtime_cache)
+        .env_clear()
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await;
+    match compiled {
+        Ok(out) if out.status.success() => {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            info!(module = %path, "Ruby runtime ready");
+            languages.push((Language::Ruby, vec!["--ruby-module".into(), path.into()]));
+        }
+        Ok(out) => warn!(status = %out.status, "compiling the Ruby runtime failed: Ruby bundles will be refused"),
+        Err(e) => warn!("cannot run the worker to compile the Ruby runtime: {e}: Ruby bundles will be refused"),
+    }
+    languages
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {

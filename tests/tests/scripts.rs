@@ -7,7 +7,7 @@ use common::{Server, dir_bundle, multipart, seed_bundle, wait_until};
 use serde_json::json;
 
 /// Languages whose runtime has landed.
-const LANGUAGES: &[&str] = &["js"];
+const LANGUAGES: &[&str] = &["js", "python", "ruby"];
 
 fn entry_file(lang: &str) -> &'static str {
     match lang {
@@ -195,5 +195,40 @@ fn two_functions_in_one_language_do_not_share_globals() {
         let first = server.invoke(&a, &json!({"action": "count"})).json()["counter"].as_u64().expect("counter");
         assert_eq!(server.invoke(&a, &json!({"action": "count"})).json()["counter"].as_u64(), Some(first + 1), "{lang}");
     }
-    assert!(wait_until(std::time::Duration::from_secs(1), || true));
+}
+
+#[test]
+fn python_has_its_common_stdlib_without_a_python_install() {
+    let server = Server::start(&[]);
+    deploy_ok(&server, "py", &dir_bundle("testkit-python"));
+    let r = server.invoke("py", &json!({"action": "stdlib"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({
+            "json": "{\"a\": [1, 2]}", "re": "a#b#", "math": 4.0, "datetime": "2024-02-29", "base64": "aGk=",
+            "hashlib": "ba7816bf", "random": true, "collections": 2, "itertools": [0, 1, 2], "functools": 6,
+            "string": "abc", "time": true
+        })
+    );
+}
+
+#[test]
+fn script_deadlines_are_504s_and_the_server_carries_on() {
+    let server = Server::start(&[]);
+    for lang in LANGUAGES {
+        let name = format!("slow-{lang}");
+        let file = entry_file(lang);
+        let code = std::fs::read_to_string(format!("{}/../bundles/testkit-{lang}/{file}", env!("CARGO_MANIFEST_DIR"))).expect("testkit source");
+        let metadata = format!(r#"{{"language":"{lang}","entrypointFile":"{file}","timeoutMs":500}}"#);
+        deploy_ok(&server, &name, &common::zip(&[("metadata.json", metadata.as_bytes()), (file, code.as_bytes())]));
+        let started = std::time::Instant::now();
+        let r = server.invoke(&name, &json!({"action": "spin"}));
+        assert_eq!((r.status, r.json()["code"].as_str()), (504, Some("timeout")), "{lang}: {}", r.text());
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "{lang}: took {:?}", started.elapsed());
+        assert!(
+            wait_until(std::time::Duration::from_secs(10), || server.invoke(&name, &json!({"action": "plain", "n": 2})).status == 200),
+            "{lang}: serves again after a timeout"
+        );
+    }
 }

@@ -1,10 +1,12 @@
 //! `polyfaas-worker`: one process that runs user code for the supervisor.
 //!
 //! Started by the supervisor with the socket it talks on as an inherited file
-//! descriptor (`--fd N`) and the runtime it hosts (`--language L`). It loads that
-//! runtime while blank, says `Hello`, then serves messages until `Shutdown` or the
-//! end of the socket (see [`serve`]). It has no other inputs: its environment is not
-//! read, and its stdout/stderr carry only its own diagnostics.
+//! descriptor (`--fd N`), the runtime it hosts (`--language L`) and where that
+//! runtime's files are (`--ruby-module`). It loads the runtime while blank, says
+//! `Hello`, then serves messages until `Shutdown` or the end of the socket (see
+//! [`serve`]). It has no other inputs: its environment is not read, and its
+//! stdout/stderr carry only its own diagnostics. `--precompile` is a one-shot
+//! mode the supervisor uses to compile the Ruby runtime once.
 
 mod runtimes;
 mod sandbox;
@@ -12,30 +14,44 @@ mod serve;
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use polyfaas_protocol::Language;
 
-struct Args {
-    fd: RawFd,
-    language: Language,
+/// How the worker was started.
+enum Mode {
+    /// Serve the supervisor on a socket (the normal case).
+    Serve { fd: RawFd, language: Language, files: runtimes::RuntimeFiles },
+    /// Compile a runtime module once into a cache directory and print its path;
+    /// run by the supervisor at startup, never on user code.
+    Precompile { wasm: PathBuf, cache_dir: PathBuf },
 }
 
-fn parse_args() -> Result<Args> {
-    let mut fd = None;
-    let mut language = None;
-    let mut args = std::env::args().skip(1);
+fn parse_args() -> Result<Mode> {
+    let (mut fd, mut language, mut files) = (None, None, runtimes::RuntimeFiles::default());
+    let (mut precompile, mut cache_dir) = (None, None);
+    let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
+        let arg = arg.to_string_lossy().into_owned();
         let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        let text = || value.to_str().map(str::to_string).with_context(|| format!("{arg} must be UTF-8"));
         match arg.as_str() {
-            "--fd" => fd = Some(value.parse::<RawFd>().context("--fd must be a number")?),
-            "--language" => language = Some(runtimes::parse_language(&value)?),
+            "--fd" => fd = Some(text()?.parse::<RawFd>().context("--fd must be a number")?),
+            "--language" => language = Some(runtimes::parse_language(&text()?)?),
+            "--ruby-module" => files.ruby_module = Some(PathBuf::from(&value)),
+            "--precompile" => precompile = Some(PathBuf::from(&value)),
+            "--cache-dir" => cache_dir = Some(PathBuf::from(&value)),
             other => bail!("unknown argument {other}"),
         }
     }
-    Ok(Args {
+    if let Some(wasm) = precompile {
+        return Ok(Mode::Precompile { wasm, cache_dir: cache_dir.context("--precompile needs --cache-dir")? });
+    }
+    Ok(Mode::Serve {
         fd: fd.context("--fd is required")?,
         language: language.context("--language is required")?,
+        files,
     })
 }
 
@@ -46,12 +62,18 @@ fn main() -> Result<()> {
         .with_ansi(false)
         .with_target(false)
         .init();
-    let args = parse_args()?;
+    let (fd, language, files) = match parse_args()? {
+        Mode::Precompile { wasm, cache_dir } => {
+            println!("{}", runtimes::ruby::precompile(&wasm, &cache_dir)?.display());
+            return Ok(());
+        }
+        Mode::Serve { fd, language, files } => (fd, language, files),
+    };
     sandbox::apply_early().context("sandbox setup failed; refusing to serve")?;
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
     // to that number just before exec; nothing else in this process knows the number,
     // so this `OwnedFd` is its only owner. A wrong number fails at the first read.
-    let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(args.fd) });
-    let blank = runtimes::Blank::load(args.language).context("loading the runtime")?;
+    let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let blank = runtimes::Blank::load(language, &files).context("loading the runtime")?;
     serve::run(socket, blank)
 }

@@ -17,16 +17,20 @@ pub fn run(socket: UnixStream, blank: Blank) -> Result<()> {
     let mut writer = socket;
     write_frame(&mut writer, &FromWorker::Hello { pid: std::process::id(), protocol_version: PROTOCOL_VERSION })?;
 
+    // Consumed by `Init`: a worker serves one function version for its whole life.
+    let mut blank = Some(blank);
     let mut runtime: Option<Box<dyn Runtime>> = None;
     while let Some(msg) = read_frame::<ToWorker>(&mut reader)? {
         let reply = match msg {
-            ToWorker::Prepare(prepare) => match blank.prepare(&prepare) {
-                Ok(artifacts) => FromWorker::Prepared { artifacts },
-                Err(message) => FromWorker::PrepareError { message },
+            ToWorker::Prepare(prepare) => match blank.as_mut().map(|b| b.prepare(&prepare)) {
+                Some(Ok(artifacts)) => FromWorker::Prepared { artifacts },
+                Some(Err(message)) => FromWorker::PrepareError { message },
+                None => FromWorker::PrepareError { message: "worker is already specialized".into() },
             },
-            ToWorker::Init(init) if runtime.is_none() => {
+            ToWorker::Init(init) if blank.is_some() => {
                 info!(function = %init.function, version = init.version, "specializing");
-                match blank.init(&init) {
+                let Some(fresh) = blank.take() else { unreachable!("checked by the guard") };
+                match fresh.init(&init) {
                     Ok(rt) => {
                         runtime = Some(rt);
                         FromWorker::InitOk
@@ -34,7 +38,6 @@ pub fn run(socket: UnixStream, blank: Blank) -> Result<()> {
                     Err(message) => FromWorker::InitError { message },
                 }
             }
-            // A worker serves one function version for its whole life.
             ToWorker::Init(_) => FromWorker::InitError { message: "worker is already specialized".into() },
             ToWorker::Invoke(invoke) => {
                 let id = invoke.id;

@@ -5,8 +5,8 @@
 //! start costs only `Init`), *idle* for one function version (warm, reused), or
 //! *leased* to one invocation. An invocation takes, in order of preference: an idle
 //! worker of its function version, a blank worker (specialized with `Init`), a new
-//! worker if the pool is below its size, or the place of the least recently used
-//! idle worker of another function. When none of these is possible it waits in a
+//! worker if the pool is below its size, or the place of a blank worker of
+//! another language, else of the least recently used idle worker. When none of these is possible it waits in a
 //! bounded queue; a full queue or a long wait is `Overloaded` (HTTP 429).
 //!
 //! [`registry`] keeps every worker's state; [`restart`] replaces workers on
@@ -55,8 +55,9 @@ pub struct PoolConfig {
     /// interrupts the handler itself first, keeping its process.
     pub kill_grace: Duration,
     pub max_output_bytes: u64,
-    /// Languages this build has a runtime for.
-    pub languages: Vec<Language>,
+    /// Languages this server has a runtime for, with the extra arguments their
+    /// workers need (e.g. Ruby's `--ruby-module`).
+    pub languages: Vec<(Language, Vec<std::ffi::OsString>)>,
 }
 
 /// What an invocation produced, from the worker it ran on.
@@ -155,20 +156,20 @@ impl Pool {
     }
 
     pub fn supports(&self, language: Language) -> bool {
-        self.inner.config.languages.contains(&language)
+        self.inner.config.languages.iter().any(|(l, _)| *l == language)
     }
 
     /// Starts the blank workers of every language.
     pub fn warm_up(&self) {
-        for &language in &self.inner.config.languages {
-            self.inner.replenish(language);
+        for (language, _) in &self.inner.config.languages {
+            self.inner.replenish(*language);
         }
     }
 
     /// Whether every language has a live worker (or none is meant to be kept warm).
     pub fn is_ready(&self) -> bool {
         let st = self.inner.lock();
-        self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|l| st.has_worker_of(*l))
+        self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|(l, _)| st.has_worker_of(*l))
     }
 
     /// Waits until [`Pool::is_ready`], at most `limit`.
@@ -327,7 +328,7 @@ impl Pool {
                 } else if st.live < self.inner.config.max_workers {
                     st.live += 1;
                     Step::Spawn(None)
-                } else if let Some(victim) = st.take_least_recently_used() {
+                } else if let Some(victim) = st.take_blank_except(language).or_else(|| st.take_least_recently_used()) {
                     // The victim's slot passes to the new worker; its exit hook
                     // gives back the count it held.
                     st.set_state(victim.id, WorkerState::Draining);
@@ -422,12 +423,13 @@ impl Inner {
         let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
         let weak: Weak<Inner> = Arc::downgrade(&self);
         let bin = self.config.worker_bin.clone();
+        let args = self.config.languages.iter().find(|(l, _)| *l == language).map(|(_, a)| a.clone()).unwrap_or_default();
         let on_exit = move |id: u64, reason: ExitReason| {
             if let Some(inner) = weak.upgrade() {
                 inner.worker_exited(id, language, counted, reason);
             }
         };
-        let started = self.runtime.spawn(async move { WorkerProcess::start(id, &bin, language, on_exit).await });
+        let started = self.runtime.spawn(async move { WorkerProcess::start(id, &bin, language, &args, on_exit).await });
         let worker = match started.await {
             Ok(Ok(worker)) => worker,
             Ok(Err(e)) => return Err(PoolError::NotReady(e.to_string())),

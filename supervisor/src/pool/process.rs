@@ -74,9 +74,11 @@ impl WorkerProcess {
         id: u64,
         worker_bin: &Path,
         language: Language,
+        extra_args: &[std::ffi::OsString],
         on_exit: impl FnOnce(u64, ExitReason) + Send + 'static,
     ) -> Result<Self, WorkerError> {
-        let (mut child, mut conn) = spawn(worker_bin, language).map_err(|e| WorkerError::Spawn(e.to_string()))?;
+        let (mut child, mut conn) =
+            spawn(worker_bin, language, extra_args).map_err(|e| WorkerError::Spawn(e.to_string()))?;
         let pid = child.id().unwrap_or(0);
         match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
             Ok(Ok(reported)) if reported == pid => {}
@@ -117,12 +119,12 @@ impl WorkerProcess {
 
 /// Forks and execs the worker with the child end of a socketpair as fd 3, an empty
 /// environment, and nothing on stdin.
-fn spawn(worker_bin: &Path, language: Language) -> std::io::Result<(Child, Connection)> {
+fn spawn(worker_bin: &Path, language: Language, extra_args: &[std::ffi::OsString]) -> std::io::Result<(Child, Connection)> {
     // Both ends are close-on-exec; only the dup to fd 3 below survives into the child.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let child_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(worker_bin);
-    cmd.arg("--fd").arg("3").arg("--language").arg(language.as_str());
+    cmd.arg("--fd").arg("3").arg("--language").arg(language.as_str()).args(extra_args);
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and calls only
     // `dup2` and `fcntl`, which are async-signal-safe; it allocates nothing and

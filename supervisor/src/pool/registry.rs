@@ -106,6 +106,14 @@ impl State {
         Some(victim.worker)
     }
 
+    /// Removes and returns a blank worker of a language other than `keep`: when
+    /// the pool is full, a blank worker (cheap to start again) gives way before
+    /// a warm one.
+    pub fn take_blank_except(&mut self, keep: Language) -> Option<WorkerProcess> {
+        let language = self.blank.iter().find(|(l, ws)| **l != keep && !ws.is_empty()).map(|(l, _)| *l)?;
+        self.blank.get_mut(&language)?.pop()
+    }
+
     /// Takes worker `id` out of the idle or blank lists, if it is there.
     pub fn take_parked(&mut self, id: u64) -> Option<WorkerProcess> {
         for list in self.blank.values_mut() {

@@ -144,7 +144,11 @@ impl Server {
     /// its ready line.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin_dir().join("polyfaas"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir).args(args);
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
+        // The Ruby runtime scripts/setup installed, compiled once by scripts/test.
+        cmd.arg("--ruby-wasm").arg(repo_root().join("runtimes").join("ruby+stdlib.wasm"));
+        cmd.arg("--runtime-cache").arg(target_dir().join("runtime-cache"));
+        cmd.args(args);
         cmd.env_remove("RUST_LOG").envs(env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("starting polyfaas");

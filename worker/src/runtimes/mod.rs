@@ -5,7 +5,10 @@
 //! them, and is specialized to exactly one function version by `Init`, which
 //! yields a [`Runtime`] that serves that function's invocations.
 
+mod deadline;
 pub mod js;
+pub mod python;
+pub mod ruby;
 pub mod script;
 pub mod wasm;
 
@@ -41,14 +44,27 @@ pub struct Failure {
 pub enum Blank {
     Wasm(wasm::WasmBlank),
     Js(js::JsBlank),
+    Python(Box<python::PythonBlank>),
+    Ruby(Box<ruby::RubyBlank>),
+}
+
+/// Where a blank worker finds what its runtime needs beyond the binary.
+#[derive(Default)]
+pub struct RuntimeFiles {
+    /// The precompiled Ruby module (`--ruby-module`).
+    pub ruby_module: Option<std::path::PathBuf>,
 }
 
 impl Blank {
-    pub fn load(language: Language) -> Result<Self> {
+    pub fn load(language: Language, files: &RuntimeFiles) -> Result<Self> {
         match language {
             Language::Wasm => Ok(Blank::Wasm(wasm::WasmBlank::new()?)),
             Language::Js => Ok(Blank::Js(js::JsBlank)),
-            other => bail!("the {} runtime is not available in this build", other.as_str()),
+            Language::Python => Ok(Blank::Python(Box::new(python::PythonBlank::new()?))),
+            Language::Ruby => match &files.ruby_module {
+                Some(path) => Ok(Blank::Ruby(Box::new(ruby::RubyBlank::new(path)?))),
+                None => bail!("a ruby worker needs --ruby-module"),
+            },
         }
     }
 
@@ -56,19 +72,24 @@ impl Blank {
     ///
     /// # Errors
     /// A message for the uploader that says what is wrong with the bundle.
-    pub fn prepare(&self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
+    pub fn prepare(&mut self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
         match self {
             Blank::Wasm(w) => w.prepare(prepare),
             // Scripts have nothing to precompile: preparing is a dry-run of `Init`.
             Blank::Js(j) => j.prepare(prepare).map(|()| Vec::new()),
+            Blank::Python(p) => p.prepare(prepare).map(|()| Vec::new()),
+            Blank::Ruby(r) => r.prepare(prepare).map(|()| Vec::new()),
         }
     }
 
-    /// Loads one function version into this worker.
-    pub fn init(&self, init: &Init) -> Result<Box<dyn Runtime>, String> {
+    /// Loads one function version into this worker, which is then this
+    /// function's for the rest of its life.
+    pub fn init(self, init: &Init) -> Result<Box<dyn Runtime>, String> {
         match self {
             Blank::Wasm(w) => Ok(Box::new(w.init(init)?)),
             Blank::Js(j) => Ok(Box::new(j.init(init)?)),
+            Blank::Python(p) => Ok(Box::new(p.init(init)?)),
+            Blank::Ruby(r) => Ok(Box::new(r.init(init)?)),
         }
     }
 }

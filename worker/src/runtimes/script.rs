@@ -7,9 +7,11 @@
 //! `ended` when a responder (`ctx.json`, `response().end`) was called, else `value`
 //! is what the handler returned.
 
-use polyfaas_protocol::{HttpRequest, HttpResponse, Logs};
+use polyfaas_protocol::{FailureKind, HttpRequest, HttpResponse, Logs, Stats};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use super::{Completed, Failure};
 
 /// Builds the request envelope. Query parameters are percent-decoded (the first
 /// value of a repeated one wins, as Vert.x's `getParam` does); header names are
@@ -54,6 +56,16 @@ struct ResponseEnvelope {
 /// that tampered with the prelude).
 pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
     let env: ResponseEnvelope = serde_json::from_str(text).map_err(|e| format!("malformed response envelope: {e}"))?;
+    Ok(response_from(env))
+}
+
+/// The same, from an envelope already parsed as part of a larger answer.
+pub fn response_from_value(value: Value) -> Result<HttpResponse, String> {
+    let env: ResponseEnvelope = serde_json::from_value(value).map_err(|e| format!("malformed response envelope: {e}"))?;
+    Ok(response_from(env))
+}
+
+fn response_from(env: ResponseEnvelope) -> HttpResponse {
     let mut headers: Vec<(String, String)> = env.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let has_type = |h: &[(String, String)]| h.iter().any(|(k, _)| k == "content-type");
     if env.ended {
@@ -61,7 +73,7 @@ pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
         if !has_type(&headers) {
             headers.push(("content-type".into(), "text/plain; charset=utf-8".into()));
         }
-        return Ok(HttpResponse { status: env.status.unwrap_or(200), headers, body });
+        return HttpResponse { status: env.status.unwrap_or(200), headers, body };
     }
     // Plain style: the returned value is the response.
     let (body, content_type) = match env.value {
@@ -72,7 +84,55 @@ pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
     if !has_type(&headers) {
         headers.push(("content-type".into(), content_type.into()));
     }
-    Ok(HttpResponse { status: env.status.unwrap_or(200), headers, body })
+    HttpResponse { status: env.status.unwrap_or(200), headers, body }
+}
+
+/// What a prelude's `invoke` returns (Python and Ruby): the response envelope,
+/// or the error the handler raised with its trace; Python adds its captured logs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptOutcome {
+    response: Option<Value>,
+    error: Option<String>,
+    trace: Option<String>,
+    #[serde(default)]
+    pub logs: Option<String>,
+    #[serde(default)]
+    pub logs_overflow: bool,
+}
+
+impl ScriptOutcome {
+    /// Parses the prelude's answer.
+    ///
+    /// # Errors
+    /// A failure if it is not what the prelude writes.
+    pub fn parse(text: &str) -> Result<Self, Failure> {
+        serde_json::from_str(text).map_err(|e| Failure {
+            kind: FailureKind::HandlerError,
+            message: format!("malformed answer from the prelude: {e}"),
+            logs: Logs::default(),
+        })
+    }
+
+    /// The invocation's result. `timed_out`: the runtime's deadline fired during
+    /// the call (the handler's error is then the interruption).
+    pub fn finish(self, mut logs: Logs, timed_out: bool, stats: Stats) -> Result<Completed, Failure> {
+        if logs.truncated {
+            return Err(Failure { kind: FailureKind::ResponseTooLarge, message: "the handler logged more than the output cap".into(), logs });
+        }
+        if let Some(message) = self.error {
+            logs.text.push_str(self.trace.as_deref().unwrap_or(""));
+            return Err(if timed_out {
+                Failure { kind: FailureKind::Timeout, message: "the handler ran past its deadline".into(), logs }
+            } else {
+                Failure { kind: FailureKind::HandlerError, message, logs }
+            });
+        }
+        match response_from_value(self.response.unwrap_or(Value::Null)) {
+            Ok(response) => Ok(Completed { response, logs, stats }),
+            Err(message) => Err(Failure { kind: FailureKind::HandlerError, message, logs }),
+        }
+    }
 }
 
 /// A handler's console output for one invocation, capped. Past the cap the rest

@@ -1,13 +1,10 @@
-//! The one place the wasmtime engine is configured, and the deadline clock that
-//! drives its epoch interruption.
+//! The one place the wasmtime engine is configured.
 //!
 //! A worker runs one invocation at a time, so the pooling allocator is sized for a
 //! single live instance; its memory slots are reused (and reset copy-on-write from
 //! the module's image) from one invocation to the next.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -50,51 +47,4 @@ pub fn artifact_name(engine: &Engine) -> String {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("module-{:016x}.cwasm", hasher.finish())
-}
-
-/// Interrupts the engine's running code when an invocation's deadline passes.
-///
-/// One thread per worker sleeps until the armed deadline, then bumps the epoch
-/// once; each store's epoch deadline is one tick past the epoch at its start.
-pub struct DeadlineClock {
-    arm: mpsc::Sender<Option<Instant>>,
-}
-
-impl DeadlineClock {
-    pub fn start(engine: Engine) -> Self {
-        let (arm, armed) = mpsc::channel::<Option<Instant>>();
-        std::thread::Builder::new()
-            .name("deadline".into())
-            .spawn(move || {
-                let mut deadline: Option<Instant> = None;
-                loop {
-                    let next = match deadline {
-                        None => armed.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                        Some(at) => armed.recv_timeout(at.saturating_duration_since(Instant::now())),
-                    };
-                    match next {
-                        Ok(d) => deadline = d,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            engine.increment_epoch();
-                            deadline = None;
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-            })
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!("cannot start the deadline thread: {e}"));
-        Self { arm }
-    }
-
-    /// Arms the clock for an invocation that may run for `budget`.
-    pub fn arm(&self, budget: Duration) {
-        // A send only fails if the thread is gone, and then nothing can interrupt
-        // the handler but the supervisor's hard deadline, which still holds.
-        let _ = self.arm.send(Some(Instant::now() + budget));
-    }
-
-    pub fn disarm(&self) {
-        let _ = self.arm.send(None);
-    }
 }

@@ -13,6 +13,8 @@
 mod engine;
 mod wagi;
 
+pub use self::engine::{artifact_name, new_engine};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
-use self::engine::DeadlineClock;
+use super::deadline::DeadlineClock;
 use super::{Completed, Failure, Runtime};
 
 /// A blank wasm worker: the engine and linker, ready before any function is known.
@@ -82,7 +84,10 @@ impl WasmBlank {
             env: init.env.clone(),
             memory_bytes: usize::try_from(init.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             max_output: usize::try_from(init.limits.max_output_bytes).unwrap_or(usize::MAX),
-            clock: DeadlineClock::start(self.engine.clone()),
+            clock: {
+                let engine = self.engine.clone();
+                DeadlineClock::start(move || engine.increment_epoch())
+            },
             cold: true,
         })
     }

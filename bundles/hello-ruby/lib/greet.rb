@@ -1,0 +1,3 @@
+module Greet
+  def self.greet(name) = "Hello from #{name}"
+end

@@ -1,0 +1,231 @@
+//! Python on RustPython, with its standard library frozen into the binary (no
+//! Python install needed on the machine).
+//!
+//! A blank worker builds the interpreter and loads `prelude.py` (the ctx API);
+//! `Init` runs the entrypoint once as a module whose directory is the whole of
+//! `sys.path`, so it can import its own helper modules and nothing else besides
+//! the stdlib. The handler is the value of the file's last statement (an
+//! expression, or a `def`), else its global `handler`. An invocation past its
+//! deadline is interrupted by a `KeyboardInterrupt` raised in the running code,
+//! and the worker serves on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use polyfaas_protocol::{FailureKind, HttpRequest, Init, Logs, Prepare, Stats};
+use rustpython_vm::builtins::PyBaseExceptionRef;
+use rustpython_vm::compiler::Mode;
+use rustpython_vm::scope::Scope;
+use rustpython_vm::signal::{UserSignalSender, user_signal_channel};
+use rustpython_vm::vm::VmCompileError;
+use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine};
+
+use super::deadline::DeadlineClock;
+use super::script::{ScriptOutcome, request_envelope};
+use super::{Completed, Failure, Runtime};
+
+const PRELUDE: &str = include_str!("prelude.py");
+
+/// A blank Python worker: the interpreter, the stdlib and the prelude, loaded.
+pub struct PythonBlank {
+    // Python objects are dropped before the interpreter that owns them.
+    invoke: PyObjectRef,
+    capture_class: PyObjectRef,
+    signals: UserSignalSender,
+    interp: Interpreter,
+}
+
+impl PythonBlank {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut settings = Settings::default();
+        // The worker's signals are the supervisor's business, not Python's.
+        settings.install_signal_handlers = false;
+        // Bundles are read-only: no __pycache__.
+        settings.write_bytecode = false;
+        let (signals, signal_rx) = user_signal_channel();
+        let builder = Interpreter::builder(settings);
+        let native = rustpython_stdlib::stdlib_module_defs(&builder.ctx);
+        let interp = builder
+            .add_native_modules(&native)
+            .add_frozen_modules(rustpython_pylib::FROZEN_STDLIB)
+            .init_hook(move |vm| vm.set_user_signal_channel(signal_rx))
+            .build();
+        let (invoke, capture_class) = interp
+            .enter(|vm| -> PyResult<(PyObjectRef, PyObjectRef)> {
+                let globals = vm.ctx.new_dict();
+                let code = vm
+                    .compile(PRELUDE, Mode::Exec, "<polyfaas prelude>")
+                    .map_err(|e| vm.new_runtime_error(format!("prelude does not compile: {e:?}")))?;
+                vm.run_code_obj(code, Scope::with_builtins(None, globals.clone(), vm))?;
+                let get = |name: &str| globals.get_item_opt(name, vm)?.ok_or_else(|| vm.new_runtime_error(format!("prelude lacks {name}")));
+                Ok((get("invoke")?, get("_Capture")?))
+            })
+            .map_err(|e| anyhow::anyhow!("the Python prelude did not load: {}", interp.enter(|vm| exception_text(vm, &e))))?;
+        Ok(Self { invoke, capture_class, signals, interp })
+    }
+
+    /// Runs the entrypoint as `Init` would, to reject a bundle whose code does
+    /// not load (syntax error, no handler, a failing top level) at upload.
+    pub fn prepare(&self, prepare: &Prepare) -> Result<(), String> {
+        self.load(Path::new(&prepare.bundle_dir), &prepare.entrypoint).map(drop)
+    }
+
+    pub fn init(self, init: &Init) -> Result<PythonFunction, String> {
+        let handler = self.load(Path::new(&init.bundle_dir), &init.entrypoint)?;
+        let call_id = Arc::new(AtomicU64::new(0));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let clock = {
+            let (signals, call_id, timed_out) = (self.signals.clone(), call_id.clone(), timed_out.clone());
+            DeadlineClock::start(move || {
+                let expired = call_id.load(Ordering::SeqCst);
+                let (call_id, timed_out) = (call_id.clone(), timed_out.clone());
+                // Runs inside the interpreter at its next instruction; a signal that
+                // arrives after the call ended finds another call id and does nothing.
+                let _ = signals.send(Box::new(move |vm: &VirtualMachine| {
+                    if call_id.load(Ordering::SeqCst) != expired {
+                        return Ok(());
+                    }
+                    timed_out.store(true, Ordering::SeqCst);
+                    let interrupt = vm.ctx.exceptions.keyboard_interrupt.to_owned();
+                    Err(vm.new_exception_msg(interrupt, "the handler ran past its deadline".into()))
+                }));
+            })
+        };
+        Ok(PythonFunction {
+            handler,
+            function: init.function.clone(),
+            max_output: init.limits.max_output_bytes,
+            call_id,
+            timed_out,
+            clock,
+            cold: true,
+            blank: self,
+        })
+    }
+
+    /// Runs the entrypoint once and returns its handler.
+    fn load(&self, bundle: &Path, entrypoint: &str) -> Result<PyObjectRef, String> {
+        let path = bundle.join(entrypoint);
+        let source = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
+        let module_name = Path::new(entrypoint).file_stem().and_then(|s| s.to_str()).unwrap_or("handler").to_string();
+        let bundle_dir = bundle.to_string_lossy().into_owned();
+        let path_text = path.to_string_lossy().into_owned();
+        self.interp.enter(|vm| {
+            let loaded = (|| -> PyResult<Result<PyObjectRef, String>> {
+                let sys = &vm.sys_module;
+                sys.set_attr("path", vm.ctx.new_list(vec![vm.ctx.new_str(bundle_dir.as_str()).into()]), vm)?;
+                // The top level's output goes nowhere (it belongs to no invocation).
+                let sink = self.capture_class.call((64 * 1024,), vm)?;
+                sys.set_attr("stdout", sink.clone(), vm)?;
+                sys.set_attr("stderr", sink, vm)?;
+                let globals = vm.ctx.new_dict();
+                globals.set_item("__name__", vm.ctx.new_str(module_name.as_str()).into(), vm)?;
+                globals.set_item("__file__", vm.ctx.new_str(path_text.as_str()).into(), vm)?;
+                let module = vm.new_module(&module_name, globals.clone(), None);
+                sys.get_attr("modules", vm)?.set_item(module_name.as_str(), module.into(), vm)?;
+                // BlockExpr: the code's value is its last statement's (an expression's
+                // value, or the function a trailing `def` defines).
+                let code = match vm.compile(&source, Mode::BlockExpr, path_text.clone()) {
+                    Ok(code) => code,
+                    Err(e) => return Ok(Err(compile_error(&e, entrypoint))),
+                };
+                let value = match vm.run_code_obj(code, Scope::with_builtins(None, globals.clone(), vm)) {
+                    Ok(value) => value,
+                    Err(exc) => return Ok(Err(load_error(vm, &exc, bundle, entrypoint))),
+                };
+                if value.is_callable() {
+                    return Ok(Ok(value));
+                }
+                Ok(match globals.get_item_opt("handler", vm)? {
+                    Some(h) if h.is_callable() => Ok(h),
+                    _ => Err(format!("{entrypoint}: the last statement is not a function and there is no function `handler`")),
+                })
+            })();
+            loaded.unwrap_or_else(|exc| Err(format!("{entrypoint}: {}", exception_text(vm, &exc))))
+        })
+    }
+}
+
+/// `handler.py:3:7: SyntaxError: …` from a compile error.
+fn compile_error(e: &VmCompileError, entrypoint: &str) -> String {
+    match e {
+        VmCompileError::Compile(e) => {
+            let (line, col) = e.python_location();
+            format!("{entrypoint}:{line}:{col}: SyntaxError: {e}")
+        }
+        other => format!("{entrypoint}: {other:?}"),
+    }
+}
+
+/// The exception a failing top level raised, with where, relative to the bundle.
+fn load_error(vm: &VirtualMachine, exc: &PyBaseExceptionRef, bundle: &Path, entrypoint: &str) -> String {
+    let trace = exception_text(vm, exc);
+    let prefix = format!("{}/", bundle.to_string_lossy());
+    let trace = trace.replace(&prefix, "");
+    let last_frame = trace.lines().filter(|l| l.trim_start().starts_with("File ")).last().map(str::trim);
+    let what = trace.lines().last().unwrap_or("error").trim();
+    match last_frame {
+        Some(frame) => format!("{what} ({frame})"),
+        None => format!("{entrypoint}: {what}"),
+    }
+}
+
+fn exception_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    let mut text = String::new();
+    if vm.write_exception(&mut text, exc).is_err() || text.is_empty() {
+        text = exc.as_object().str(vm).map(|s| s.to_string()).unwrap_or_else(|_| "unprintable exception".into());
+    }
+    text
+}
+
+pub struct PythonFunction {
+    handler: PyObjectRef,
+    function: String,
+    max_output: u64,
+    /// Bumped before and after each call, so a deadline signal can tell whether
+    /// the call it was meant for is still running.
+    call_id: Arc<AtomicU64>,
+    timed_out: Arc<AtomicBool>,
+    clock: DeadlineClock,
+    cold: bool,
+    // Last: owns the interpreter, dropped after the objects above.
+    blank: PythonBlank,
+}
+
+impl Runtime for PythonFunction {
+    fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
+        let started = Instant::now();
+        let envelope = request_envelope(&self.function, &request);
+        drop(request);
+        self.call_id.fetch_add(1, Ordering::SeqCst);
+        self.timed_out.store(false, Ordering::SeqCst);
+        self.clock.arm(deadline);
+        let blank = &self.blank;
+        let (handler, max_output) = (&self.handler, self.max_output);
+        let raw: Result<String, String> = blank.interp.enter(|vm| {
+            let args = (handler.clone(), vm.ctx.new_str(envelope), vm.ctx.new_int(max_output));
+            match blank.invoke.call(args, vm) {
+                Ok(out) => out.try_into_value::<String>(vm).map_err(|e| exception_text(vm, &e)),
+                Err(exc) => Err(exception_text(vm, &exc)),
+            }
+        });
+        self.clock.disarm();
+        self.call_id.fetch_add(1, Ordering::SeqCst);
+        let cold = std::mem::replace(&mut self.cold, false);
+        let timed_out = self.timed_out.load(Ordering::SeqCst);
+
+        let text = match raw {
+            Ok(text) => text,
+            Err(trace) => {
+                let kind = if timed_out { FailureKind::Timeout } else { FailureKind::HandlerError };
+                let message = trace.lines().last().unwrap_or("error").to_string();
+                return Err(Failure { kind, message, logs: Logs { text: trace, truncated: false } });
+            }
+        };
+        let mut outcome = ScriptOutcome::parse(&text)?;
+        let logs = Logs { text: outcome.logs.take().unwrap_or_default(), truncated: outcome.logs_overflow };
+        outcome.finish(logs, timed_out, Stats { duration_us: started.elapsed().as_micros() as u64, cold })
+    }
+}

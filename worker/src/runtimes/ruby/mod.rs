@@ -1,0 +1,270 @@
+//! Ruby: CRuby 3.4's WASI build (`@ruby/3.4-wasm-wasi`) on the worker's wasmtime.
+//!
+//! The module is compiled once (`polyfaas-worker --precompile`, run by the
+//! supervisor at startup into its runtime cache) and deserialized by each blank
+//! worker, which boots the VM (`ruby-init`, ~50 ms) and loads `prelude.rb` before
+//! any function is known. `Init` hands the VM the bundle's `.rb` files (the VM has
+//! no preopened directory: it cannot read any host file) and evaluates the
+//! entrypoint. Invocations are evals of `Polyfaas.invoke`; the store lives on, so
+//! Ruby state persists between invocations of the function, like a warm Lambda.
+//! Deadlines interrupt through the engine's epoch; a trap (deadline, memory
+//! limit) leaves the VM unusable, so it is booted again and the function reloaded.
+
+mod capture;
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use polyfaas_protocol::{FailureKind, HttpRequest, Init, Logs, Prepare, Stats};
+use wasmtime::{Engine, Linker, Module, Trap};
+
+use self::capture::Capture;
+use self::vm::{Eval, RubyState, RubyVm};
+use super::deadline::DeadlineClock;
+use super::script::{ScriptOutcome, request_envelope};
+use super::{Completed, Failure, Runtime};
+
+const PRELUDE: &str = include_str!("prelude.rb");
+/// Bundles' Ruby sources are handed to the VM in one string: bound it.
+const MAX_SOURCE_BYTES: u64 = 16 << 20;
+const MAX_SOURCE_FILES: usize = 2_000;
+
+/// Compiles the Ruby module for this worker's engine into `cache_dir` (once: an
+/// existing file is reused) and returns the precompiled file's path. Run by the
+/// supervisor before any Ruby worker starts; the input is the runtime shipped
+/// with polyfaas, never user code.
+pub fn precompile(wasm: &Path, cache_dir: &Path) -> Result<PathBuf> {
+    let engine = super::wasm::new_engine()?;
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let digest = {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut h = DefaultHasher::new();
+        h.write(&bytes);
+        h.finish()
+    };
+    let out = cache_dir.join(format!("ruby-{digest:016x}-{}", super::wasm::artifact_name(&engine)));
+    if out.is_file() {
+        return Ok(out);
+    }
+    let module = Module::new(&engine, &bytes).map_err(anyhow::Error::from).context("compiling the ruby module")?;
+    vm::check_module(&module)?;
+    std::fs::create_dir_all(cache_dir)?;
+    let tmp = cache_dir.join(format!(".ruby-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, module.serialize()?)?;
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}
+
+/// A blank Ruby worker: the VM booted, the prelude loaded.
+pub struct RubyBlank {
+    engine: Engine,
+    module: Module,
+    linker: Linker<RubyState>,
+    stdout: Capture,
+    stderr: Capture,
+    vm: RubyVm,
+}
+
+impl RubyBlank {
+    pub fn new(precompiled: &Path) -> Result<Self> {
+        let engine = super::wasm::new_engine()?;
+        // SAFETY: `deserialize_file` trusts its input to be wasmtime's own output.
+        // This file is: `precompile` above wrote it with `Module::serialize`, from
+        // the Ruby runtime shipped with polyfaas, into the supervisor's runtime
+        // cache, under a name carrying this engine's compatibility hash.
+        let module = unsafe { Module::deserialize_file(&engine, precompiled) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading the precompiled ruby module {}", precompiled.display()))?;
+        vm::check_module(&module)?;
+        let linker = vm::linker(&engine, &module)?;
+        // Caps are set per function at Init; until then, generous ones.
+        let (stdout, stderr) = (Capture::new(1 << 20), Capture::new(1 << 20));
+        let vm = boot(&engine, &linker, &module, &stdout, &stderr, 4 << 30)?;
+        Ok(Self { engine, module, linker, stdout, stderr, vm })
+    }
+
+    /// Loads the bundle as `Init` would, to reject one whose code does not load.
+    pub fn prepare(&mut self, prepare: &Prepare) -> Result<(), String> {
+        load(&mut self.vm, Path::new(&prepare.bundle_dir), &prepare.entrypoint)
+    }
+
+    pub fn init(mut self, init: &Init) -> Result<RubyFunction, String> {
+        let max_output = usize::try_from(init.limits.max_output_bytes).unwrap_or(usize::MAX);
+        let max_memory = usize::try_from(init.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        self.stdout.set_cap(max_output);
+        self.stderr.set_cap(max_output);
+        self.vm.set_memory_limit(max_memory);
+        let bundle = PathBuf::from(&init.bundle_dir);
+        load(&mut self.vm, &bundle, &init.entrypoint)?;
+        let engine = self.engine.clone();
+        Ok(RubyFunction {
+            clock: DeadlineClock::start(move || engine.increment_epoch()),
+            blank: self,
+            bundle,
+            entrypoint: init.entrypoint.clone(),
+            function: init.function.clone(),
+            max_memory,
+            cold: true,
+            broken: None,
+        })
+    }
+}
+
+fn boot(engine: &Engine, linker: &Linker<RubyState>, module: &Module, stdout: &Capture, stderr: &Capture, max_memory: usize) -> Result<RubyVm> {
+    let mut vm = RubyVm::boot(engine, linker, module, stdout, stderr, max_memory)?;
+    match vm.eval_string(PRELUDE.as_bytes())? {
+        Eval::Value(v) if v == b"ok" => Ok(vm),
+        Eval::Value(v) => anyhow::bail!("the ruby prelude answered {:?}", String::from_utf8_lossy(&v)),
+        Eval::Raised(e) => anyhow::bail!("the ruby prelude failed: {e}"),
+    }
+}
+
+/// Hands the bundle's `.rb` files to the VM and evaluates the entrypoint.
+fn load(vm: &mut RubyVm, bundle: &Path, entrypoint: &str) -> Result<(), String> {
+    let files = ruby_sources(bundle).map_err(|e| format!("reading the bundle: {e:#}"))?;
+    let code = format!("Polyfaas.load(\"{}\", {})", base64(files.as_bytes()), serde_json::Value::from(entrypoint));
+    match vm.eval_string(code.as_bytes()) {
+        Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
+        Ok(Eval::Value(v)) => {
+            let text = String::from_utf8_lossy(&v);
+            let answer = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+            let error = first_line(answer["error"].as_str().unwrap_or(&text));
+            // Where in the bundle, if the message does not say.
+            let frame = answer["trace"].as_str().and_then(|t| {
+                t.split_whitespace().find(|w| w.starts_with("/app/")).map(|w| w.trim_end_matches(":in").to_string())
+            });
+            let message = match frame {
+                Some(frame) if !error.contains("/app/") => format!("{error} (at {frame})"),
+                _ => error,
+            };
+            Err(message.replace("/app/", ""))
+        }
+        Ok(Eval::Raised(e)) => Err(first_line(&e).replace("/app/", "")),
+        Err(trap) => Err(format!("{entrypoint}: loading it crashed the Ruby VM: {trap:#}")),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("error").to_string()
+}
+
+/// `{"/app/<path>": source}` for every `.rb` file of the bundle, as JSON.
+fn ruby_sources(bundle: &Path) -> Result<String> {
+    let mut map = serde_json::Map::new();
+    let mut total = 0u64;
+    let mut stack = vec![bundle.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && path.extension().is_some_and(|e| e == "rb") {
+                total += entry.metadata()?.len();
+                anyhow::ensure!(total <= MAX_SOURCE_BYTES && map.len() < MAX_SOURCE_FILES, "too much Ruby source in the bundle");
+                let relative = path.strip_prefix(bundle)?.to_string_lossy().into_owned();
+                map.insert(format!("/app/{relative}"), std::fs::read_to_string(&path)?.into());
+            }
+        }
+    }
+    Ok(serde_json::Value::Object(map).to_string())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub struct RubyFunction {
+    blank: RubyBlank,
+    clock: DeadlineClock,
+    bundle: PathBuf,
+    entrypoint: String,
+    function: String,
+    max_memory: usize,
+    cold: bool,
+    /// Set when the VM trapped and could not be booted again.
+    broken: Option<String>,
+}
+
+impl RubyFunction {
+    /// After a trap: a fresh VM with the function loaded again.
+    fn reboot(&mut self) {
+        let b = &mut self.blank;
+        let rebooted = boot(&b.engine, &b.linker, &b.module, &b.stdout, &b.stderr, self.max_memory)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|mut vm| load(&mut vm, &self.bundle, &self.entrypoint).map(|()| vm));
+        match rebooted {
+            Ok(vm) => b.vm = vm,
+            Err(e) => self.broken = Some(e),
+        }
+    }
+}
+
+impl Runtime for RubyFunction {
+    fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
+        if let Some(why) = &self.broken {
+            return Err(Failure { kind: FailureKind::HandlerError, message: format!("the Ruby VM is unusable: {why}"), logs: Logs::default() });
+        }
+        let started = Instant::now();
+        let code = format!("Polyfaas.invoke(\"{}\")", base64(request_envelope(&self.function, &request).as_bytes()));
+        drop(request);
+        let b = &mut self.blank;
+        let _ = (b.stdout.take(), b.stderr.take());
+        b.vm.store.set_epoch_deadline(1);
+        self.clock.arm(deadline);
+        let result = b.vm.eval_string(code.as_bytes());
+        self.clock.disarm();
+        let memory_hit = b.vm.memory_limit_hit();
+        let logs = {
+            let (mut out, over_out) = b.stdout.take();
+            let (err, over_err) = b.stderr.take();
+            out.extend_from_slice(&err);
+            Logs { text: String::from_utf8_lossy(&out).into_owned(), truncated: over_out || over_err }
+        };
+        let cold = std::mem::replace(&mut self.cold, false);
+        let stats = Stats { duration_us: started.elapsed().as_micros() as u64, cold };
+        match result {
+            Ok(Eval::Value(text)) => ScriptOutcome::parse(&String::from_utf8_lossy(&text))?.finish(logs, false, stats),
+            Ok(Eval::Raised(message)) => Err(Failure { kind: FailureKind::HandlerError, message: first_line(&message), logs }),
+            Err(trap) => {
+                let kind = match trap.downcast_ref::<Trap>() {
+                    Some(Trap::Interrupt) => FailureKind::Timeout,
+                    _ if memory_hit => FailureKind::MemoryLimit,
+                    _ => FailureKind::HandlerError,
+                };
+                let mut logs = logs;
+                logs.text.push_str(&format!("{trap:?}\n"));
+                self.reboot();
+                Err(Failure { kind, message: format!("the Ruby VM stopped: {}", first_line(&format!("{trap:#}"))), logs })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (input, out) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(input.as_bytes()), out);
+        }
+    }
+}

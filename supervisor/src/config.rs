@@ -80,6 +80,18 @@ pub struct Settings {
     /// Where compiled runtimes (Ruby) are cached [default: <data-dir>/runtimes]
     #[arg(long, env = "POLYFAAS_RUNTIME_CACHE")]
     pub runtime_cache: Option<PathBuf>,
+    /// User that workers run as when the server runs as root [default: nobody]
+    #[arg(long, env = "POLYFAAS_WORKER_USER")]
+    pub worker_user: Option<String>,
+    /// Group that workers run as when the server runs as root [default: nogroup]
+    #[arg(long, env = "POLYFAAS_WORKER_GROUP")]
+    pub worker_group: Option<String>,
+    /// Sandbox layers to switch off, for debugging (comma list: seccomp, landlock, rlimits, netns, drop-privileges, ...) [default: none]
+    #[arg(long, env = "POLYFAAS_SANDBOX_DISABLE", value_delimiter = ',')]
+    pub sandbox_disable: Option<Vec<String>>,
+    /// Let workers serve when a sandbox layer cannot be applied (logged loudly) [default: false]
+    #[arg(long, env = "POLYFAAS_SANDBOX_ALLOW_DEGRADED")]
+    pub sandbox_allow_degraded: Option<bool>,
     /// Bearer token for the /admin routes; without one (or a token file) they answer 403
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -124,6 +136,10 @@ pub struct Config {
     pub worker_bin: PathBuf,
     pub ruby_wasm: PathBuf,
     pub runtime_cache: PathBuf,
+    pub worker_user: String,
+    pub worker_group: String,
+    pub sandbox_disable: Vec<String>,
+    pub sandbox_allow_degraded: bool,
     pub admin_token: Option<String>,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
@@ -162,6 +178,10 @@ impl Settings {
             warm_workers: self.warm_workers.or(fallback.warm_workers),
             worker_bin: self.worker_bin.or(fallback.worker_bin),
             ruby_wasm: self.ruby_wasm.or(fallback.ruby_wasm),
+            worker_user: self.worker_user.or(fallback.worker_user),
+            worker_group: self.worker_group.or(fallback.worker_group),
+            sandbox_disable: self.sandbox_disable.or(fallback.sandbox_disable),
+            sandbox_allow_degraded: self.sandbox_allow_degraded.or(fallback.sandbox_allow_degraded),
             runtime_cache: self.runtime_cache.or(fallback.runtime_cache),
             admin_token: self.admin_token.or(fallback.admin_token),
             admin_token_file: self.admin_token_file.or(fallback.admin_token_file),
@@ -188,6 +208,10 @@ impl Settings {
         let config = Config {
             ruby_wasm: self.ruby_wasm.unwrap_or_else(|| PathBuf::from("runtimes/ruby+stdlib.wasm")),
             runtime_cache: self.runtime_cache.unwrap_or_else(|| data_dir.join("runtimes")),
+            worker_user: self.worker_user.unwrap_or_else(|| "nobody".into()),
+            worker_group: self.worker_group.unwrap_or_else(|| "nogroup".into()),
+            sandbox_disable: self.sandbox_disable.unwrap_or_default(),
+            sandbox_allow_degraded: self.sandbox_allow_degraded.unwrap_or(false),
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             workers: self.workers.unwrap_or(8),

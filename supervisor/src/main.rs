@@ -8,13 +8,15 @@
 //! - [`admin`]: operator routes, health, readiness and metrics;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
-//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify.
+//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify;
+//! - [`sandbox`]: what workers are told about their sandbox.
 
 mod admin;
 mod api;
 mod config;
 mod deploy;
 mod pool;
+mod sandbox;
 mod server;
 mod store;
 mod systemd;

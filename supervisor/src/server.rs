@@ -40,6 +40,8 @@ pub async fn run(config: Config) -> Result<()> {
         .context("starting the pool runtime")?;
 
     let store = open_store(&config)?;
+    crate::sandbox::prepare_data_dir(&config.data_dir)?;
+    let common_args = crate::sandbox::worker_args(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let pool = Pool::new(
         PoolConfig {
@@ -50,7 +52,14 @@ pub async fn run(config: Config) -> Result<()> {
             queue_timeout: config.queue_timeout,
             kill_grace: Duration::from_millis(500),
             max_output_bytes: config.max_output_bytes,
-            languages: runtimes(&config).await,
+            languages: runtimes(&config)
+                .await
+                .into_iter()
+                .map(|(language, mut args)| {
+                    args.extend(common_args.iter().cloned());
+                    (language, args)
+                })
+                .collect(),
         },
         telemetry.clone(),
         pool_runtime.handle().clone(),

@@ -22,14 +22,15 @@ use polyfaas_protocol::Language;
 /// How the worker was started.
 enum Mode {
     /// Serve the supervisor on a socket (the normal case).
-    Serve { fd: RawFd, language: Language, files: runtimes::RuntimeFiles },
+    Serve { fd: RawFd, language: Language, ruby_module: Option<PathBuf>, parent_pid: Option<u32>, sandbox: sandbox::SandboxConfig },
     /// Compile a runtime module once into a cache directory and print its path;
     /// run by the supervisor at startup, never on user code.
     Precompile { wasm: PathBuf, cache_dir: PathBuf },
 }
 
 fn parse_args() -> Result<Mode> {
-    let (mut fd, mut language, mut files) = (None, None, runtimes::RuntimeFiles::default());
+    let (mut fd, mut language, mut ruby_module, mut parent_pid) = (None, None, None, None);
+    let mut sandbox = sandbox::SandboxConfig::default();
     let (mut precompile, mut cache_dir) = (None, None);
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -39,7 +40,9 @@ fn parse_args() -> Result<Mode> {
         match arg.as_str() {
             "--fd" => fd = Some(text()?.parse::<RawFd>().context("--fd must be a number")?),
             "--language" => language = Some(runtimes::parse_language(&text()?)?),
-            "--ruby-module" => files.ruby_module = Some(PathBuf::from(&value)),
+            "--ruby-module" => ruby_module = Some(PathBuf::from(&value)),
+            "--parent-pid" => parent_pid = Some(text()?.parse::<u32>().context("--parent-pid must be a number")?),
+            "--sandbox" => sandbox = sandbox::SandboxConfig::from_json(&text()?).context("--sandbox")?,
             "--precompile" => precompile = Some(PathBuf::from(&value)),
             "--cache-dir" => cache_dir = Some(PathBuf::from(&value)),
             other => bail!("unknown argument {other}"),
@@ -51,7 +54,9 @@ fn parse_args() -> Result<Mode> {
     Ok(Mode::Serve {
         fd: fd.context("--fd is required")?,
         language: language.context("--language is required")?,
-        files,
+        ruby_module,
+        parent_pid,
+        sandbox,
     })
 }
 
@@ -62,18 +67,29 @@ fn main() -> Result<()> {
         .with_ansi(false)
         .with_target(false)
         .init();
-    let (fd, language, files) = match parse_args()? {
+    let (fd, language, ruby_module, parent_pid, sandbox_config) = match parse_args()? {
         Mode::Precompile { wasm, cache_dir } => {
             println!("{}", runtimes::ruby::precompile(&wasm, &cache_dir)?.display());
             return Ok(());
         }
-        Mode::Serve { fd, language, files } => (fd, language, files),
+        Mode::Serve { fd, language, ruby_module, parent_pid, sandbox } => (fd, language, ruby_module, parent_pid, sandbox),
     };
-    sandbox::apply_early().context("sandbox setup failed; refusing to serve")?;
+    // Opened before the sandbox: after it, the worker may read only the store.
+    let ruby_module = ruby_module
+        .map(|path| std::fs::File::open(&path).with_context(|| format!("opening {}", path.display())))
+        .transpose()?;
+    let inherited = sandbox::Inherited {
+        socket_fd: fd,
+        parent_pid,
+        runtime_fd: ruby_module.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+    };
+    let report = sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
+    tracing::info!(language = language.as_str(), "sandbox: {report}");
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
     // to that number just before exec; nothing else in this process knows the number,
     // so this `OwnedFd` is its only owner. A wrong number fails at the first read.
     let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let blank = runtimes::Blank::load(language, &files).context("loading the runtime")?;
-    serve::run(socket, blank)
+    let files = runtimes::RuntimeFiles { ruby_module };
+    let blank = runtimes::Blank::load(language, files).context("loading the runtime")?;
+    serve::run(socket, blank, &sandbox_config)
 }

@@ -125,7 +125,9 @@ fn spawn(worker_bin: &Path, language: Language, extra_args: &[std::ffi::OsString
     let child_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(worker_bin);
     cmd.arg("--fd").arg("3").arg("--language").arg(language.as_str()).args(extra_args);
-    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).kill_on_drop(true);
+    // stderr through a pipe the supervisor forwards: a worker may write no file
+    // (RLIMIT_FSIZE=0), and the supervisor's own stderr may be one.
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and calls only
     // `dup2` and `fcntl`, which are async-signal-safe; it allocates nothing and
     // touches no lock. `child_fd` is open in the child (inherited from the fork).
@@ -140,10 +142,34 @@ fn spawn(worker_bin: &Path, language: Language, extra_args: &[std::ffi::OsString
             if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     drop(theirs);
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_stderr(stderr));
+    }
     ours.set_nonblocking(true)?;
     Ok((child, Connection::new(tokio::net::UnixStream::from_std(ours)?)))
+}
+
+/// Copies a worker's diagnostics to the supervisor's stderr, line by line, each
+/// line cut at 16 KiB so a flood cannot grow a buffer.
+async fn forward_stderr(stderr: tokio::process::ChildStderr) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(16 * 1024).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if line.last() != Some(&b'\n') {
+                    line.push(b'\n');
+                }
+                use std::io::Write;
+                let _ = std::io::stderr().lock().write_all(&line);
+            }
+        }
+    }
 }
 
 /// The driver loop: one job at a time; returns when the worker is gone.

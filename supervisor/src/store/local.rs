@@ -172,6 +172,8 @@ impl BundleStore for LocalStore {
         fs::create_dir(&dir)?;
         let checked = bundle::unpack(zip, &dir, self.unpack_limits)
             .map_err(StoreError::from)
+            // A preparing worker, maybe running as another user, reads it next.
+            .and_then(|()| Ok(seal_tree(&dir)?))
             .and_then(|()| Ok(bundle::read_metadata(&dir)?))
             .and_then(|m| self.limits_for(&m).map(|_| m));
         match checked {
@@ -217,7 +219,7 @@ impl BundleStore for LocalStore {
         if version_dir.exists() {
             fs::remove_dir_all(&version_dir)?;
         }
-        fsync_tree(&staged.dir)?;
+        seal_tree(&staged.dir)?;
         fs::rename(&staged.dir, &version_dir)?;
         fsync_dir(&fn_dir)?;
 
@@ -275,14 +277,19 @@ impl BundleStore for LocalStore {
     }
 }
 
-/// Flushes every file and directory under `dir` to disk.
-fn fsync_tree(dir: &Path) -> std::io::Result<()> {
+/// Makes every file and directory under `dir` readable by the worker uid (0644 /
+/// 0755, whatever the umask: a worker may run as another user) and flushes them
+/// to disk. Nothing in a bundle is writable by anyone but the supervisor.
+fn seal_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            fsync_tree(&entry.path())?;
+            seal_tree(&entry.path())?;
         } else if kind.is_file() {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
             fs::File::open(entry.path())?.sync_all()?;
         }
     }

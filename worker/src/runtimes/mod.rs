@@ -48,21 +48,26 @@ pub enum Blank {
     Ruby(Box<ruby::RubyBlank>),
 }
 
-/// Where a blank worker finds what its runtime needs beyond the binary.
-#[derive(Default)]
+/// What a blank worker's runtime needs beyond the binary, opened before the sandbox.
 pub struct RuntimeFiles {
     /// The precompiled Ruby module (`--ruby-module`).
-    pub ruby_module: Option<std::path::PathBuf>,
+    pub ruby_module: Option<std::fs::File>,
 }
 
 impl Blank {
-    pub fn load(language: Language, files: &RuntimeFiles) -> Result<Self> {
+    pub fn load(language: Language, files: RuntimeFiles) -> Result<Self> {
+        if matches!(language, Language::Wasm | Language::Ruby) {
+            // wasmtime-wasi runs its synchronous WASI calls on a tokio runtime it
+            // builds on first use, with a signal driver that needs a socketpair.
+            // Build it now, while blank: seccomp (applied at Init) refuses new sockets.
+            wasmtime_wasi::runtime::in_tokio(async {});
+        }
         match language {
             Language::Wasm => Ok(Blank::Wasm(wasm::WasmBlank::new()?)),
             Language::Js => Ok(Blank::Js(js::JsBlank)),
             Language::Python => Ok(Blank::Python(Box::new(python::PythonBlank::new()?))),
-            Language::Ruby => match &files.ruby_module {
-                Some(path) => Ok(Blank::Ruby(Box::new(ruby::RubyBlank::new(path)?))),
+            Language::Ruby => match files.ruby_module {
+                Some(file) => Ok(Blank::Ruby(Box::new(ruby::RubyBlank::new(file)?))),
                 None => bail!("a ruby worker needs --ruby-module"),
             },
         }

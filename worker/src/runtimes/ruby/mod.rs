@@ -68,15 +68,16 @@ pub struct RubyBlank {
 }
 
 impl RubyBlank {
-    pub fn new(precompiled: &Path) -> Result<Self> {
+    pub fn new(precompiled: std::fs::File) -> Result<Self> {
         let engine = super::wasm::new_engine()?;
-        // SAFETY: `deserialize_file` trusts its input to be wasmtime's own output.
-        // This file is: `precompile` above wrote it with `Module::serialize`, from
-        // the Ruby runtime shipped with polyfaas, into the supervisor's runtime
-        // cache, under a name carrying this engine's compatibility hash.
-        let module = unsafe { Module::deserialize_file(&engine, precompiled) }
+        // SAFETY: `deserialize_open_file` trusts its input to be wasmtime's own
+        // output. This file is: `precompile` above wrote it with `Module::serialize`,
+        // from the Ruby runtime shipped with polyfaas, into the supervisor's runtime
+        // cache, under a name carrying this engine's compatibility hash (the
+        // supervisor passes the path `precompile` printed).
+        let module = unsafe { Module::deserialize_open_file(&engine, precompiled) }
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("loading the precompiled ruby module {}", precompiled.display()))?;
+            .context("loading the precompiled ruby module")?;
         vm::check_module(&module)?;
         let linker = vm::linker(&engine, &module)?;
         // Caps are set per function at Init; until then, generous ones.

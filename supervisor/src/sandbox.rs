@@ -1,0 +1,104 @@
+//! What the supervisor tells workers about their sandbox (`--sandbox`, one JSON
+//! object the worker parses strictly), and what it prepares for it: the worker's
+//! uid/gid resolved from names, and a data dir the unprivileged worker can read.
+//! The sandbox itself is the worker's own (`worker/src/sandbox`); nothing here
+//! confines anything.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+use tracing::warn;
+
+use crate::config::Config;
+
+/// Layer names the worker accepts in `layers` (its `SandboxConfig`).
+const LAYERS: [&str; 10] = [
+    "parent-death", "new-session", "close-fds", "no-new-privs", "rlimits", "netns", "drop-privileges", "not-dumpable",
+    "landlock", "seccomp",
+];
+
+/// The arguments every worker gets: `--parent-pid` and `--sandbox`.
+pub fn worker_args(config: &Config) -> Result<Vec<OsString>> {
+    let mut layers = Map::new();
+    for name in &config.sandbox_disable {
+        if !LAYERS.contains(&name.as_str()) {
+            bail!("unknown sandbox layer {name:?} in sandbox-disable (known: {})", LAYERS.join(", "));
+        }
+        warn!(layer = %name, "sandbox layer switched off by configuration: workers are less isolated");
+        layers.insert(name.clone(), Value::Bool(false));
+    }
+    if config.sandbox_allow_degraded {
+        warn!("sandbox-allow-degraded: workers serve even when a sandbox layer cannot be applied");
+    }
+    let (uid, gid) = if is_root() { (uid_of(&config.worker_user)?, gid_of(&config.worker_group)?) } else { (65534, 65534) };
+    let data = config.data_dir.canonicalize().context("resolving the data dir")?;
+    let sandbox = json!({
+        "layers": layers,
+        "allow-degraded": config.sandbox_allow_degraded,
+        // Until a function is known, the largest memory a function may have, plus
+        // the runtime's own; Init lowers it to the function's memoryMb.
+        "limits": { "memory-mb": config.max_memory_mb + 256 },
+        "run-as": { "uid": uid, "gid": gid },
+        // What a blank worker may read: bundles being prepared or stored.
+        "read-paths": [data.join("functions"), data.join("staging")],
+    });
+    Ok(vec![
+        "--parent-pid".into(),
+        std::process::id().to_string().into(),
+        "--sandbox".into(),
+        sandbox.to_string().into(),
+    ])
+}
+
+/// When the server runs as root and workers drop to another uid, that uid must be
+/// able to reach the store: the data dir must be traversable by others.
+pub fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(data_dir)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o011 != 0o011 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o711))
+            .with_context(|| format!("making {} traversable for the worker user", data_dir.display()))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn uid_of(user: &str) -> Result<u32> {
+    if let Ok(uid) = user.parse() {
+        return Ok(uid);
+    }
+    let name = CString::new(user)?;
+    // SAFETY: `name` is a valid NUL-terminated string; getpwnam returns a pointer to
+    // static storage or null, read at once before any other call could reuse it
+    // (startup, one thread does this).
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!("worker user {user:?} does not exist");
+    }
+    // SAFETY: non-null, so it points at a valid passwd record (see above).
+    Ok(unsafe { (*entry).pw_uid })
+}
+
+fn gid_of(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let name = CString::new(group)?;
+    // SAFETY: as in `uid_of`, for getgrnam and its group record.
+    let entry = unsafe { libc::getgrnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!("worker group {group:?} does not exist");
+    }
+    // SAFETY: non-null, so it points at a valid group record.
+    Ok(unsafe { (*entry).gr_gid })
+}

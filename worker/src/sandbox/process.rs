@@ -1,0 +1,109 @@
+//! The small process-level steps: parent-death signal, new session, closing
+//! inherited descriptors, no_new_privs, not dumpable. Each one is a syscall or two
+//! that touches only this process.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::{Done, SandboxError};
+
+/// Asks the kernel to SIGKILL this process when its parent dies, then checks that the
+/// parent is still the supervisor. If the supervisor died before the `prctl`, no signal
+/// will ever come.
+///
+/// "Parent" here means the supervisor *thread* that forked us (prctl(2)). The supervisor
+/// spawns workers from its long-lived pool-runtime threads, never from a blocking-pool
+/// thread that may exit after a few idle seconds.
+pub fn die_with_parent(expected: Option<u32>) -> Result<Done, SandboxError> {
+    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map_err(SandboxError::ParentDeathSignal)?;
+    let actual = std::os::unix::process::parent_id();
+    match expected {
+        // The pid the supervisor passed: it also catches reparenting to a subreaper
+        // (systemd --user, a container's init), which a "parent is 1" test would miss.
+        Some(expected) if actual != expected => Err(SandboxError::Orphaned { expected, actual }),
+        Some(expected) => Ok(Done::Applied(format!("SIGKILL when pid {expected} exits"))),
+        None if actual == 1 => Err(SandboxError::Orphaned { expected: 0, actual }),
+        None => Ok(Done::Applied(format!("SIGKILL when pid {actual} exits (no --parent-pid to check against)"))),
+    }
+}
+
+/// Makes this process a session and process-group leader, with no controlling terminal.
+pub fn new_session() -> Result<Done, SandboxError> {
+    // SAFETY: setsid takes no arguments and changes only this process's session.
+    // It fails only if we already lead a process group, which a freshly forked
+    // child does not.
+    let sid = unsafe { libc::setsid() };
+    if sid < 0 {
+        return Err(SandboxError::NewSession(io::Error::last_os_error()));
+    }
+    Ok(Done::Applied(format!("session and process group {sid}, no controlling terminal")))
+}
+
+/// Closes every descriptor except stdin, stdout, stderr, the supervisor socket and
+/// the runtime file the worker opened before this step (the Ruby module, opened while
+/// the worker could still read the runtime cache). The supervisor opens all of its
+/// files close-on-exec; this step catches the descriptor someone forgets, e.g. one
+/// inherited from whatever started the supervisor.
+pub fn close_inherited_fds(socket_fd: RawFd, also_keep: Option<RawFd>) -> Result<Done, SandboxError> {
+    if socket_fd < 3 {
+        return Err(SandboxError::SocketFd(socket_fd));
+    }
+    let mut keep: Vec<libc::c_uint> = [Some(socket_fd), also_keep]
+        .into_iter()
+        .flatten()
+        .filter_map(|fd| libc::c_uint::try_from(fd).ok())
+        .filter(|fd| *fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut next: libc::c_uint = 3;
+    for fd in &keep {
+        if *fd > next {
+            close_range(next, fd - 1)?;
+        }
+        next = fd + 1;
+    }
+    if next < libc::c_uint::MAX {
+        close_range(next, libc::c_uint::MAX)?;
+    }
+    Ok(Done::Applied(format!("only 0, 1, 2 and {keep:?} open")))
+}
+
+fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<(), SandboxError> {
+    // SAFETY: this runs before the runtime loads, and `main` has opened nothing but the
+    // standard streams (tracing writes to fd 2, which is kept) and the descriptors the
+    // caller keeps out of every range. No `OwnedFd`, `File` or other handle in this
+    // process refers to a descriptor in [first, last], so closing them cannot
+    // invalidate one. `close_range` takes plain integers (Linux 5.9+).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint) };
+    if rc != 0 {
+        return Err(SandboxError::CloseFds(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sets no_new_privs. An execve can then never gain privileges (setuid bits, file
+/// capabilities). It is inherited by every thread started later, and Landlock and
+/// seccomp need it to work without CAP_SYS_ADMIN.
+pub fn no_new_privs() -> Result<Done, SandboxError> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(SandboxError::NoNewPrivs)?;
+    Ok(Done::Applied("set".into()))
+}
+
+/// Marks the process not dumpable. This means no core dump. It also means that
+/// another process of the same uid cannot ptrace us or open our /proc/<pid>/mem,
+/// environ or fds. That uid is another worker, or under the shipped systemd unit
+/// (DynamicUser) the supervisor itself.
+pub fn not_dumpable() -> Result<Done, SandboxError> {
+    prctl(libc::PR_SET_DUMPABLE, 0).map_err(SandboxError::NotDumpable)?;
+    Ok(Done::Applied("not dumpable".into()))
+}
+
+/// `prctl(option, arg, 0, 0, 0)` for the options above, which take one integer.
+fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: called only with PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS and PR_SET_DUMPABLE,
+    // whose arguments are plain integers; none of them reads or writes memory of ours.
+    // The unused arguments are passed as unsigned longs of 0, as the kernel checks.
+    let rc = unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

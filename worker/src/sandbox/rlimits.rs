@@ -1,0 +1,90 @@
+//! Resource limits. Each is a backstop: the runtimes, the supervisor's deadlines,
+//! Landlock and seccomp bound the same things more precisely. Limits are only ever
+//! lowered, never raised above what the worker inherited. They are set with
+//! soft = hard, so user code cannot raise them back (`prlimit64` writes are also
+//! refused by seccomp).
+
+use std::io;
+
+use super::config::{Limits, MemoryRlimit};
+use super::{Done, SandboxError};
+
+// glibc declares the resource argument as its own enum type, musl as an int.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+const MIB: u64 = 1 << 20;
+
+/// The limits that hold for the worker's whole life, set before the runtime loads.
+pub fn apply_early(limits: &Limits) -> Result<Done, SandboxError> {
+    let mut set = Vec::new();
+    // No core files: a crashing worker holds a function's code, and maybe request data.
+    set.push(limit("RLIMIT_CORE", libc::RLIMIT_CORE, 0, 0)?);
+    // Descriptors are numbered below this. Steps 1–3 left four open.
+    set.push(limit("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, limits.open_files, limits.open_files)?);
+    if let Some(n) = limits.processes {
+        set.push(limit("RLIMIT_NPROC", libc::RLIMIT_NPROC, n, n)?);
+    }
+    // SIGXFSZ first. Once the limit is in force, a write past it (stderr redirected
+    // to a file, say) must fail with EFBIG, not kill the worker with a core-dump signal.
+    ignore_sigxfsz()?;
+    set.push(limit("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes)?);
+    if let Some(seconds) = limits.cpu_seconds {
+        // SIGXCPU at the soft limit. Python can catch it (`signal` module), so the hard
+        // limit, one second later, sends SIGKILL.
+        set.push(limit("RLIMIT_CPU", libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?);
+    }
+    if let Some(mb) = limits.memory_mb {
+        set.push(memory(limits.memory, mb.saturating_mul(MIB))?);
+    }
+    Ok(Done::Applied(set.join(", ")))
+}
+
+/// Lowers the memory bound to the function's `memoryMb` plus the runtime's overhead.
+/// Lowering needs no privilege. Never raises.
+pub fn lower_memory(limits: &Limits, function_mb: Option<u64>) -> Result<Done, SandboxError> {
+    let Some(mb) = function_mb else {
+        return Ok(Done::NotApplicable("no function yet (Prepare): the early bound stays"));
+    };
+    let bytes = mb.saturating_add(limits.memory_overhead_mb).saturating_mul(MIB);
+    Ok(Done::Applied(memory(limits.memory, bytes)?))
+}
+
+fn memory(kind: MemoryRlimit, bytes: u64) -> Result<String, SandboxError> {
+    // Why DATA by default, and what it counts: see `MemoryRlimit`.
+    match kind {
+        MemoryRlimit::Data => limit("RLIMIT_DATA", libc::RLIMIT_DATA, bytes, bytes),
+        MemoryRlimit::AddressSpace => limit("RLIMIT_AS", libc::RLIMIT_AS, bytes, bytes),
+    }
+}
+
+/// Sets `resource` to at most (`soft`, `hard`). A lower limit already in force
+/// (from the supervisor, systemd, or an earlier step) stays.
+fn limit(name: &'static str, resource: Resource, soft: u64, hard: u64) -> Result<String, SandboxError> {
+    let fail = |source| SandboxError::Rlimit { resource: name, source };
+    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `current` is a valid, writable rlimit that outlives the call.
+    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    let hard = (hard as libc::rlim_t).min(current.rlim_max);
+    let soft = (soft as libc::rlim_t).min(hard);
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `new` is a valid rlimit that outlives the call; setrlimit only reads it.
+    if unsafe { libc::setrlimit(resource, &new) } != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    Ok(format!("{name}={soft}"))
+}
+
+fn ignore_sigxfsz() -> Result<(), SandboxError> {
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ and installs no handler code.
+    // Nothing else in the worker handles SIGXFSZ.
+    let previous = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(SandboxError::IgnoreSigxfsz(io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -22,8 +22,19 @@ function handler(ctx) {
     case "bodyLength": return { length: ctx.body().length };
     case "spin": for (;;) {}
     case "recurse": { const f = (n) => f(n + 1) + 1; return f(0); }
-    case "alloc": { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(7)); }
-    case "flood": { const line = "x".repeat(1 << 16); for (;;) console.log(line); }
+    case "alloc": { const keep = []; for (let i = 0; ; i++) keep.push("x".repeat(1 << 24) + i); }
+    case "flood": {
+      const line = "x".repeat(1 << 16);
+      for (let i = 0; i < (input.bytes || 100 * (1 << 20)) / line.length; i++) console.log(line);
+      return { flooded: true };
+    }
+    case "readFile": case "writeFile": case "connect": case "fork": case "spawn": case "killParent": case "env":
+      // JavaScript on boa has no file, network, process or environment API at all;
+      // look for the usual ones anyway.
+      for (const name of ["require", "process", "Deno", "Bun", "fetch", "XMLHttpRequest", "WebSocket"]) {
+        if (typeof globalThis[name] !== "undefined") return { ok: true, result: name };
+      }
+      return input.action === "env" ? { ok: true, result: {} } : { ok: false, error: "no such API in this runtime" };
     default: return { unknown: input.action === undefined ? null : input.action };
   }
 }

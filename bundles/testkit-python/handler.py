@@ -9,6 +9,54 @@ def recurse(n):
     return recurse(n + 1) + 1
 
 
+def _fork(_):
+    import os
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    return pid
+
+
+def _spawn(_):
+    import subprocess
+    return subprocess.run(["/bin/true"]).returncode
+
+
+def _connect(data):
+    import socket
+    socket.create_connection(("127.0.0.1", int(data["port"])), timeout=2).close()
+    return "connected"
+
+
+def _kill_parent(_):
+    import os
+    os.kill(os.getppid(), 9)
+    return "signalled"
+
+
+def _write(data):
+    with open(data["path"], "w") as f:
+        f.write("pwned")
+    return "written"
+
+
+def _env(_):
+    import os
+    return dict(os.environ)
+
+
+# Hostile actions for tests/hostile.rs: each tries something the sandbox must refuse.
+ATTACKS = {
+    "readFile": lambda data: len(open(data["path"]).read()),
+    "writeFile": _write,
+    "connect": _connect,
+    "fork": _fork,
+    "spawn": _spawn,
+    "killParent": _kill_parent,
+    "env": _env,
+}
+
+
 def handler(ctx):
     global counter
     data = ctx.bodyAsJson() or {}
@@ -53,8 +101,14 @@ def handler(ctx):
             keep.append(bytearray(1 << 20))
     if action == "flood":
         line = "x" * (1 << 16)
-        while True:
+        for _ in range(int(data.get("bytes", 100 << 20)) // len(line)):
             print(line)
+        return {"flooded": True}
+    if action in ATTACKS:
+        try:
+            return {"ok": True, "result": ATTACKS[action](data)}
+        except BaseException as e:  # a refused attack is an exception of some kind
+            return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
     if action == "stdlib":
         import base64, collections, datetime, functools, hashlib, itertools, math, random, re, string, time
         return {

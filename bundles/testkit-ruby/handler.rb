@@ -4,6 +4,18 @@ $counter = 0
 
 def recurse(n) = recurse(n + 1) + 1
 
+# Hostile actions for tests/hostile.rs: each tries something the sandbox must refuse.
+ATTACKS = {
+  "readFile" => ->(d) { File.read(d["path"]).size },
+  "writeFile" => ->(d) { File.write(d["path"], "pwned") },
+  "connect" => ->(d) { require "socket"; TCPSocket.new("127.0.0.1", d["port"]).close; "connected" },
+  "fork" => ->(_) { pid = fork { exit!(0) }; pid },
+  # A process that really ran prints; WASI Ruby's process calls are stubs.
+  "spawn" => ->(_) { out = `echo pwned`; out == "pwned\n" ? "spawned" : raise("no process ran (#{out.inspect})") },
+  "killParent" => ->(_) { Process.kill(:KILL, Process.ppid); "signalled" },
+  "env" => ->(_) { ENV.to_h },
+}.freeze
+
 def handler(ctx)
   data = ctx.bodyAsJson() || {}
   case data["action"]
@@ -38,7 +50,14 @@ def handler(ctx)
     loop { keep << ("x" * (1 << 20)) }
   when "flood"
     line = "x" * (1 << 16)
-    loop { puts line }
+    (data.fetch("bytes", 100 << 20) / line.size).times { puts line }
+    { "flooded" => true }
+  when *ATTACKS.keys
+    begin
+      { "ok" => true, "result" => ATTACKS[data["action"]].call(data) }
+    rescue Exception => e # a refused attack is an exception of some kind
+      { "ok" => false, "error" => "#{e.class}: #{e.message}" }
+    end
   else { "unknown" => data["action"] }
   end
 end

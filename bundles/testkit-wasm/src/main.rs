@@ -5,7 +5,8 @@
 //! Actions: `echo` (default), `env` (list the environment it sees), `log` (write
 //! `text` to stderr), `panic`, `exit` (with `code`), `sleep` (`ms`), `spin`
 //! (busy loop forever), `alloc` (`mb` megabytes), `recurse` (until the stack
-//! runs out), `print` (`bytes` bytes of output), `headers` (CGI status + header).
+//! runs out), `print` (`bytes` bytes of output), `flood` (`bytes` of logs),
+//! `headers` (CGI status + header), and the hostile ones of tests/hostile.rs.
 
 use std::io::{Read, Write};
 
@@ -54,9 +55,37 @@ fn main() {
                 left -= n;
             }
         }
+        "flood" => {
+            // To the logs (stderr), `bytes` of it, as fast as it goes.
+            let line = [b'x'; 64 * 1024];
+            let mut err = std::io::stderr();
+            for _ in 0..(num("bytes") as usize / line.len()) {
+                if err.write_all(&line).is_err() {
+                    break;
+                }
+            }
+            print!("{{\"flooded\":true}}");
+        }
         "headers" => print!("Status: 201\nContent-Type: text/plain\nX-Testkit: yes\n\ncreated"),
+        // Hostile actions for tests/hostile.rs. WASI preview 1 has no process,
+        // socket or signal calls at all, and no directory is preopened.
+        "readFile" => attempt(std::fs::read(input["path"].as_str().unwrap_or("/etc/passwd")).map(|b| b.len().to_string())),
+        "writeFile" => attempt(std::fs::write(input["path"].as_str().unwrap_or("/tmp/x"), b"pwned").map(|()| "written".into())),
+        "connect" => attempt(std::net::TcpStream::connect(("127.0.0.1", num("port") as u16)).map(|_| "connected".into())),
+        "fork" | "spawn" | "killParent" => {
+            print!("{}", serde_json::json!({"ok": false, "error": "WASI preview 1 offers no such call"}))
+        }
         _ => print!("{input}"),
     }
+}
+
+/// Prints whether a hostile operation worked.
+fn attempt(result: std::io::Result<String>) {
+    let out = match result {
+        Ok(what) => serde_json::json!({"ok": true, "result": what}),
+        Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+    };
+    print!("{out}");
 }
 
 #[allow(unconditional_recursion)] // the point: recurse until the stack runs out

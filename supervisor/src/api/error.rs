@@ -97,6 +97,10 @@ impl From<PoolError> for ApiError {
             PoolError::InitFailed(_) => Self::new(StatusCode::BAD_GATEWAY, "handler_error", message),
             PoolError::WorkerCrashed(_) => Self::new(StatusCode::BAD_GATEWAY, "worker_crashed", message),
             PoolError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            PoolError::Unhealthy { retry_after, .. } => {
+                let seconds = u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX);
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", message).retry_after(seconds)
+            }
             PoolError::NotReady(_) | PoolError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).retry_after(1)
             }

@@ -39,6 +39,12 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Blank-worker spawn retries back off from this, doubling, up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A function whose `Init` failed this many times in a row is unhealthy: refused
+/// at once for a backoff that starts at `UNHEALTHY_BACKOFF` and doubles per
+/// failure, up to `MAX_UNHEALTHY_BACKOFF`. It holds no worker meanwhile.
+const UNHEALTHY_AFTER: u32 = 3;
+const UNHEALTHY_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_UNHEALTHY_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -94,6 +100,9 @@ pub enum PoolError {
     NotReady(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// `Init` failed repeatedly; refused without trying until `retry_after`.
+    #[error("the function failed to start {failures} times in a row ({last_error}); next try in {}s", retry_after.as_secs().max(1))]
+    Unhealthy { failures: u32, last_error: String, retry_after: Duration },
 }
 
 /// Why a bundle could not be prepared.
@@ -209,6 +218,9 @@ impl Pool {
         let retired: Vec<IdleWorker> = {
             let mut st = self.inner.lock();
             st.serving.insert(name.clone(), version.unwrap_or(0));
+            // A new version (or none) starts with a clean slate.
+            st.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
+            st.concurrency.retain(|(n, v), _| n != name || Some(*v) == version);
             let stale: Vec<FnKey> =
                 st.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
             let retired: Vec<IdleWorker> = stale.into_iter().filter_map(|k| st.idle.remove(&k)).flatten().collect();
@@ -228,6 +240,9 @@ impl Pool {
     /// failed is not an error here but an `Invoked` with a `HandlerFailure`.
     pub async fn invoke(&self, function: &Arc<Deployed>, mut request: HttpRequest) -> Result<Invoked, PoolError> {
         let queue_deadline = tokio::time::Instant::now() + self.inner.config.queue_timeout;
+        self.check_health(function)?;
+        // Held for the whole invocation: at most `concurrency` of this function run.
+        let _permit = self.concurrency_permit(function, queue_deadline).await?;
         loop {
             let lease = self.acquire(function, queue_deadline).await?;
             let id = self.inner.next_invocation_id.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +319,49 @@ impl Pool {
         }
     }
 
+    /// Refuses a function whose `Init` keeps failing, until its backoff ends.
+    fn check_health(&self, function: &Deployed) -> Result<(), PoolError> {
+        let st = self.inner.lock();
+        match st.init_failures.get(&(function.name.clone(), function.version)) {
+            Some(f) if f.count >= UNHEALTHY_AFTER && Instant::now() < f.until => Err(PoolError::Unhealthy {
+                failures: f.count,
+                last_error: f.last_error.clone(),
+                retry_after: f.until.saturating_duration_since(Instant::now()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A permit of the function's concurrency. Waiting for one takes a place in
+    /// the same bounded queue as waiting for a worker.
+    async fn concurrency_permit(
+        &self,
+        function: &Deployed,
+        queue_deadline: tokio::time::Instant,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, PoolError> {
+        let semaphore = {
+            let mut st = self.inner.lock();
+            let key = (function.name.clone(), function.version);
+            let limit = function.limits.concurrency.max(1) as usize;
+            st.concurrency.entry(key).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))).clone()
+        };
+        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let _ticket = {
+            let mut st = self.inner.lock();
+            if st.queued >= self.inner.config.max_queue {
+                return Err(PoolError::Overloaded);
+            }
+            st.queued += 1;
+            QueueTicket(self.inner.clone())
+        };
+        match tokio::time::timeout_at(queue_deadline, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(PoolError::Overloaded),
+        }
+    }
+
     async fn acquire(&self, function: &Arc<Deployed>, queue_deadline: tokio::time::Instant) -> Result<Lease, PoolError> {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
@@ -371,9 +429,18 @@ impl Pool {
                     continue;
                 }
             };
-            if let Some(worker) = self.inner.specialize(blank, function).await? {
-                self.inner.lock().set_state(worker.id, WorkerState::Busy);
-                return Ok(Lease { worker, key });
+            match self.inner.specialize(blank, function).await {
+                Ok(Some(worker)) => {
+                    let mut st = self.inner.lock();
+                    st.init_failures.remove(&key);
+                    st.set_state(worker.id, WorkerState::Busy);
+                    return Ok(Lease { worker, key });
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    self.inner.record_init_failure(&key, &e);
+                    return Err(e);
+                }
             }
         }
     }
@@ -409,6 +476,25 @@ impl Inner {
         // Bookkeeping only; a panic elsewhere cannot leave it half-updated in a
         // way that is worse than stopping the server.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a failed `Init`; past `UNHEALTHY_AFTER` in a row the function is
+    /// refused for a doubling backoff.
+    fn record_init_failure(&self, key: &FnKey, error: &PoolError) {
+        let mut st = self.lock();
+        let entry = st.init_failures.entry(key.clone()).or_insert(registry::InitFailures {
+            count: 0,
+            until: Instant::now(),
+            last_error: String::new(),
+        });
+        entry.count += 1;
+        entry.last_error = error.to_string();
+        if entry.count >= UNHEALTHY_AFTER {
+            let doublings = (entry.count - UNHEALTHY_AFTER).min(6);
+            let backoff = (UNHEALTHY_BACKOFF * 2u32.pow(doublings)).min(MAX_UNHEALTHY_BACKOFF);
+            entry.until = Instant::now() + backoff;
+            warn!(function = %key.0, version = key.1, failures = entry.count, ?backoff, "function marked unhealthy: its Init keeps failing");
+        }
     }
 
     /// Gives back a `live` slot taken for a worker that never started.

@@ -80,7 +80,18 @@ pub struct State {
     /// as soon as they are idle.
     pub serving: HashMap<FunctionName, u64>,
     pub spawn_backoff: Option<(Instant, Duration)>,
+    /// Per function version: at most `concurrency` invocations at once.
+    pub concurrency: HashMap<FnKey, Arc<tokio::sync::Semaphore>>,
+    /// Function versions whose `Init` failed, with how often in a row and until
+    /// when they are refused without trying again.
+    pub init_failures: HashMap<FnKey, InitFailures>,
     pub shutting_down: bool,
+}
+
+pub struct InitFailures {
+    pub count: u32,
+    pub until: Instant,
+    pub last_error: String,
 }
 
 impl State {

@@ -52,12 +52,22 @@ pub fn wasm_bundle(name: &str, metadata: Option<&str>) -> Vec<u8> {
 /// The zip of a script bundle: every file under `bundles/<name>`, paths relative
 /// to that folder.
 pub fn dir_bundle(name: &str) -> Vec<u8> {
+    dir_bundle_with(name, None)
+}
+
+/// The same, with `metadata` instead of the folder's own metadata.json.
+pub fn dir_bundle_with(name: &str, metadata: Option<&str>) -> Vec<u8> {
     let root = repo_root().join("bundles").join(name);
     let mut files = Vec::new();
     collect_files(&root, &root, &mut files);
     files.sort();
-    let entries: Vec<(String, Vec<u8>)> =
-        files.iter().map(|(rel, path)| (rel.clone(), std::fs::read(path).expect("bundle file"))).collect();
+    let entries: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(rel, path)| match (rel.as_str(), metadata) {
+            ("metadata.json", Some(m)) => (rel.clone(), m.as_bytes().to_vec()),
+            _ => (rel.clone(), std::fs::read(path).expect("bundle file")),
+        })
+        .collect();
     let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
     zip(&refs)
 }

@@ -32,6 +32,7 @@ const PRELUDE: &str = include_str!("prelude.py");
 pub struct PythonBlank {
     // Python objects are dropped before the interpreter that owns them.
     invoke: PyObjectRef,
+    set_env: PyObjectRef,
     capture_class: PyObjectRef,
     signals: UserSignalSender,
     interp: Interpreter,
@@ -52,18 +53,18 @@ impl PythonBlank {
             .add_frozen_modules(rustpython_pylib::FROZEN_STDLIB)
             .init_hook(move |vm| vm.set_user_signal_channel(signal_rx))
             .build();
-        let (invoke, capture_class) = interp
-            .enter(|vm| -> PyResult<(PyObjectRef, PyObjectRef)> {
+        let (invoke, set_env, capture_class) = interp
+            .enter(|vm| -> PyResult<(PyObjectRef, PyObjectRef, PyObjectRef)> {
                 let globals = vm.ctx.new_dict();
                 let code = vm
                     .compile(PRELUDE, Mode::Exec, "<polyfaas prelude>")
                     .map_err(|e| vm.new_runtime_error(format!("prelude does not compile: {e:?}")))?;
                 vm.run_code_obj(code, Scope::with_builtins(None, globals.clone(), vm))?;
                 let get = |name: &str| globals.get_item_opt(name, vm)?.ok_or_else(|| vm.new_runtime_error(format!("prelude lacks {name}")));
-                Ok((get("invoke")?, get("_Capture")?))
+                Ok((get("invoke")?, get("set_env")?, get("_Capture")?))
             })
             .map_err(|e| anyhow::anyhow!("the Python prelude did not load: {}", interp.enter(|vm| exception_text(vm, &e))))?;
-        Ok(Self { invoke, capture_class, signals, interp })
+        Ok(Self { invoke, set_env, capture_class, signals, interp })
     }
 
     /// Runs the entrypoint as `Init` would, to reject a bundle whose code does
@@ -73,6 +74,11 @@ impl PythonBlank {
     }
 
     pub fn init(self, init: &Init) -> Result<PythonFunction, String> {
+        let env: serde_json::Map<String, serde_json::Value> =
+            init.env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let env = serde_json::Value::Object(env).to_string();
+        self.interp
+            .enter(|vm| self.set_env.call((vm.ctx.new_str(env),), vm).map(drop).map_err(|e| exception_text(vm, &e)))?;
         let handler = self.load(Path::new(&init.bundle_dir), &init.entrypoint)?;
         let call_id = Arc::new(AtomicU64::new(0));
         let timed_out = Arc::new(AtomicBool::new(false));

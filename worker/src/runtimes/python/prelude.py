@@ -102,6 +102,13 @@ class Ctx:
         self._res["ended"] = True
 
 
+def set_env(pairs_json):
+    """The function's own environment (metadata.json `env`), and nothing else."""
+    import os
+    os.environ.clear()
+    os.environ.update(_json.loads(pairs_json))
+
+
 def invoke(handler, envelope, log_cap):
     """Runs the handler once; returns JSON: {response, error, trace, logs, logsOverflow}."""
     capture = _Capture(log_cap)

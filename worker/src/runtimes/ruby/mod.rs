@@ -98,6 +98,7 @@ impl RubyBlank {
         self.stderr.set_cap(max_output);
         self.vm.set_memory_limit(max_memory);
         let bundle = PathBuf::from(&init.bundle_dir);
+        set_env(&mut self.vm, &init.env)?;
         load(&mut self.vm, &bundle, &init.entrypoint)?;
         let engine = self.engine.clone();
         Ok(RubyFunction {
@@ -105,6 +106,7 @@ impl RubyBlank {
             blank: self,
             bundle,
             entrypoint: init.entrypoint.clone(),
+            env: init.env.clone(),
             function: init.function.clone(),
             max_memory,
             cold: true,
@@ -119,6 +121,17 @@ fn boot(engine: &Engine, linker: &Linker<RubyState>, module: &Module, stdout: &C
         Eval::Value(v) if v == b"ok" => Ok(vm),
         Eval::Value(v) => anyhow::bail!("the ruby prelude answered {:?}", String::from_utf8_lossy(&v)),
         Eval::Raised(e) => anyhow::bail!("the ruby prelude failed: {e}"),
+    }
+}
+
+/// Gives the VM the function's own environment (metadata.json `env`), and nothing else.
+fn set_env(vm: &mut RubyVm, env: &[(String, String)]) -> Result<(), String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let code = format!("Polyfaas.env(\"{}\")", base64(serde_json::Value::Object(map).to_string().as_bytes()));
+    match vm.eval_string(code.as_bytes()) {
+        Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
+        _ => Err("cannot set the function's environment".into()),
     }
 }
 
@@ -196,6 +209,7 @@ pub struct RubyFunction {
     clock: DeadlineClock,
     bundle: PathBuf,
     entrypoint: String,
+    env: Vec<(String, String)>,
     function: String,
     max_memory: usize,
     cold: bool,
@@ -209,7 +223,10 @@ impl RubyFunction {
         let b = &mut self.blank;
         let rebooted = boot(&b.engine, &b.linker, &b.module, &b.stdout, &b.stderr, self.max_memory)
             .map_err(|e| format!("{e:#}"))
-            .and_then(|mut vm| load(&mut vm, &self.bundle, &self.entrypoint).map(|()| vm));
+            .and_then(|mut vm| {
+                set_env(&mut vm, &self.env)?;
+                load(&mut vm, &self.bundle, &self.entrypoint).map(|()| vm)
+            });
         match rebooted {
             Ok(vm) => b.vm = vm,
             Err(e) => self.broken = Some(e),

@@ -61,6 +61,12 @@ module Polyfaas
 
   def self.decode(b64) = JSON.parse(b64.unpack1("m0").force_encoding(Encoding::UTF_8))
 
+  # The function's own environment (metadata.json `env`), and nothing else.
+  def self.env(b64)
+    ENV.replace(decode(b64))
+    "ok"
+  end
+
   # Loads the bundle (path => source) and evaluates its entrypoint; the handler is
   # the entrypoint's last value if callable (a lambda, a proc, `method(:x)`), the
   # method a trailing `def` names, or else a top-level method `handler`.

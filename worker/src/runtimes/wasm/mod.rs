@@ -164,8 +164,10 @@ pub struct WasmFunction {
 impl Runtime for WasmFunction {
     fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
         let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(self.max_output);
-        let stderr = MemoryOutputPipe::new(self.max_output);
+        // One byte past the cap, so "more than the cap" is observable whether or not
+        // the guest notices its writes failing.
+        let stdout = MemoryOutputPipe::new(self.max_output.saturating_add(1));
+        let stderr = MemoryOutputPipe::new(self.max_output.saturating_add(1));
         let mut env = self.env.clone();
         env.extend(wagi::request_env(&self.function, &request));
         let wasi = WasiCtxBuilder::new()
@@ -189,8 +191,13 @@ impl Runtime for WasmFunction {
         let memory_hit = store.data().memory.hit;
         drop(store);
         let mut logs = to_logs(&stderr);
-        let output_full = stdout.contents().len() >= self.max_output || logs.text.len() >= self.max_output;
+        let output_full = stdout.contents().len() > self.max_output || stderr.contents().len() > self.max_output;
         match result {
+            Ok(()) if output_full => Err(Failure {
+                kind: FailureKind::ResponseTooLarge,
+                message: format!("the handler wrote more than {} bytes", self.max_output),
+                logs,
+            }),
             Ok(()) => Ok(Completed {
                 response: wagi::parse_output(stdout.contents().to_vec()),
                 logs,

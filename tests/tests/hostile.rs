@@ -31,6 +31,17 @@ fn hostile_bundle(lang: &str) -> Vec<u8> {
     }
 }
 
+/// CPU time (user + system) a process has used, in ms; None once it is gone.
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf with a valid name has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1000 / hz)
+}
+
 fn code(r: &common::Reply) -> Option<String> {
     serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| v["code"].as_str().map(str::to_string))
 }
@@ -87,6 +98,12 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         let r = server.invoke(&name, &json!({"action": "spin"}));
         assert_eq!((r.status, code(&r).as_deref()), (504, Some("timeout")), "{lang}: {}", r.text());
         assert!(started.elapsed() < Duration::from_millis(2000), "{lang}: took {:?}", started.elapsed());
+        // ...and the looping code stopped: its worker is gone (killed) or idle.
+        let busy_ms = cpu_ms(pid).map(|before| {
+            std::thread::sleep(Duration::from_millis(300));
+            cpu_ms(pid).unwrap_or(before) - before
+        });
+        assert!(busy_ms.is_none_or(|ms| ms < 100), "{lang}: worker {pid} still burns CPU ({busy_ms:?} ms in 300 ms)");
 
         // 2. A memory bomb: stopped at the function's limit, the worker replaced if it died.
         let r = server.invoke(&name, &json!({"action": "alloc", "mb": 4096}));

@@ -68,6 +68,9 @@ pub struct Settings {
     /// Longest an invocation waits for a worker before 429, in ms [default: 30000]
     #[arg(long, env = "POLYFAAS_QUEUE_TIMEOUT_MS")]
     pub queue_timeout_ms: Option<u64>,
+    /// Versions kept per function after each upload (older ones are deleted; ?keep=N per upload) [default: 10]
+    #[arg(long, env = "POLYFAAS_KEEP_VERSIONS")]
+    pub keep_versions: Option<usize>,
     /// Blank workers kept ready per language, for fast cold starts [default: 1]
     #[arg(long, env = "POLYFAAS_WARM_WORKERS")]
     pub warm_workers: Option<usize>,
@@ -133,6 +136,7 @@ pub struct Config {
     pub max_queue: usize,
     pub queue_timeout: Duration,
     pub warm_workers: usize,
+    pub keep_versions: usize,
     pub worker_bin: PathBuf,
     pub ruby_wasm: PathBuf,
     pub runtime_cache: PathBuf,
@@ -176,6 +180,7 @@ impl Settings {
             max_queue: self.max_queue.or(fallback.max_queue),
             queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
             warm_workers: self.warm_workers.or(fallback.warm_workers),
+            keep_versions: self.keep_versions.or(fallback.keep_versions),
             worker_bin: self.worker_bin.or(fallback.worker_bin),
             ruby_wasm: self.ruby_wasm.or(fallback.ruby_wasm),
             worker_user: self.worker_user.or(fallback.worker_user),
@@ -229,6 +234,7 @@ impl Settings {
             max_queue: self.max_queue.unwrap_or(1024),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
             warm_workers: self.warm_workers.unwrap_or(1),
+            keep_versions: self.keep_versions.unwrap_or(10).max(1),
             worker_bin,
             admin_token,
             log_format: self.log_format.unwrap_or(LogFormat::Plain),

@@ -236,11 +236,11 @@ fn bad_uploads_are_rejected_and_the_current_version_keeps_serving() {
     let server = Server::start(&[]);
     assert_eq!(server.deploy("f", &wasm_bundle("hello-wasm", None)).status, 201);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("not a zip", b"hello".to_vec(), 400, "invalid_bundle"),
+        ("not a zip", b"hello".to_vec(), 400, "not_a_zip"),
         ("no metadata", common::zip(&[("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
         ("unknown field", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","x":1}"#), ("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
         ("missing entrypoint", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"b.wasm"}"#)]), 400, "invalid_bundle"),
-        ("traversal", common::zip(&[("../evil", b"x")]), 400, "invalid_bundle"),
+        ("traversal", common::zip(&[("../evil", b"x")]), 400, "unsafe_path"),
         ("invalid wasm", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm"}"#), ("a.wasm", b"\0asm garbage")]), 400, "invalid_handler"),
         ("timeout out of range", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","timeoutMs":99999999}"#), ("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
     ];

@@ -118,7 +118,10 @@ impl From<StoreError> for ApiError {
             StoreError::Bundle(BundleError::TooLarge(_)) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
-            StoreError::Bundle(_) | StoreError::Limit(_) => Self::invalid_bundle(e.to_string()),
+            StoreError::Bundle(ref bundle) => Self::new(StatusCode::BAD_REQUEST, bundle.code(), e.to_string()),
+            StoreError::Limit(_) => Self::invalid_bundle(e.to_string()),
+            StoreError::NotFound(name) => Self::not_found(format!("function {name}")),
+            StoreError::NoSuchVersion(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             StoreError::BadArtifact(_) | StoreError::Index(_) => {
                 tracing::error!("store error: {e}");
                 Self::internal(e.to_string())

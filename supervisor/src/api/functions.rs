@@ -23,7 +23,7 @@ pub async fn compat_post(
     }
     let name = FunctionName::parse(&name)?;
     let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
-    let deployed = deploy(&state, name, zip).await?;
+    let deployed = deploy(&state, name, zip, state.config.keep_versions).await?;
     // Field order and spelling as the original answered.
     #[derive(serde::Serialize)]
     struct Uploaded {
@@ -33,16 +33,23 @@ pub async fn compat_post(
     Ok(HttpResponse::Ok().json(Uploaded { status: "ok", message: format!("Handler {} uploaded", deployed.name) }))
 }
 
-/// `PUT /api/v1/functions/{name}`: body `application/zip` (or multipart).
+#[derive(serde::Deserialize)]
+pub struct PutQuery {
+    keep: Option<usize>,
+}
+
+/// `PUT /api/v1/functions/{name}[?keep=N]`: body `application/zip` (or multipart).
 pub async fn put(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
+    query: web::Query<PutQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = FunctionName::parse(&name)?;
     let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
-    let deployed = deploy(&state, name, zip).await?;
+    let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
+    let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))
 }
 
@@ -73,6 +80,28 @@ pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Resu
     state.pool.serve_version(&name, None);
     state.telemetry.forget(name.as_str());
     Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RollbackQuery {
+    version: Option<u64>,
+}
+
+/// `POST /api/v1/functions/{name}/rollback[?version=N]`: the previous version (or
+/// version N) becomes current again. New invocations go to it; workers of the
+/// version it replaces finish what they run and retire.
+pub async fn rollback(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    query: web::Query<RollbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    let _one_at_a_time = state.deploys.lock().await;
+    let (store, target, to) = (state.store.clone(), name.clone(), query.version);
+    let current = blocking(move || store.rollback(&target, to)).await??;
+    state.pool.serve_version(&name, Some(current.version));
+    tracing::info!(function = %name, version = current.version, "rolled back");
+    Ok(HttpResponse::Ok().json(summary(&current)))
 }
 
 /// `GET /api/v1/functions/{name}/logs`: the last invocations' captured output.

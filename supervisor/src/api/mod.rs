@@ -2,7 +2,8 @@
 //! store or the pool, and shape the answer; errors become JSON in [`error`] only.
 //!
 //! - `/api/v1/handler/{name}`: the original project's routes, byte-compatible;
-//! - `/api/v1/functions[/{name}[/logs]]`: deploy, list, describe, delete, recent logs;
+//! - `/api/v1/functions[/{name}[/logs|/rollback]]`: deploy, list, describe, delete,
+//!   recent logs, rollback;
 //! - `/fn/{name}[/{tail}]`: invoke with the full request.
 //!
 //! Health, readiness, metrics and the admin routes are in `crate::admin`.
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(functions::delete)),
     )
     .service(web::resource("/api/v1/functions/{name}/logs").route(web::get().to(functions::logs)))
+    .service(web::resource("/api/v1/functions/{name}/rollback").route(web::post().to(functions::rollback)))
     .service(web::resource("/fn/{name}").to(invoke::invoke))
     .service(web::resource("/fn/{name}/{tail:.*}").to(invoke::invoke))
     .default_service(web::to(no_route));

@@ -35,6 +35,24 @@ pub enum LanguageField {
     Ruby,
 }
 
+impl BundleError {
+    /// The stable error code the API answers with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BundleError::NotAZip(_) => "not_a_zip",
+            BundleError::UnsafePath(_) => "unsafe_path",
+            BundleError::Link(_) => "link_entry",
+            BundleError::Encrypted(_) => "encrypted_entry",
+            BundleError::Duplicate(_) => "duplicate_entry",
+            BundleError::TooManyEntries(_) => "too_many_entries",
+            BundleError::TooLarge(_) => "too_large",
+            BundleError::ZipBomb(_) => "zip_bomb",
+            BundleError::MissingMetadata | BundleError::BadMetadata(_) | BundleError::MissingEntrypoint(_) => "invalid_bundle",
+            BundleError::Io(_) => "internal",
+        }
+    }
+}
+
 impl From<LanguageField> for Language {
     fn from(l: LanguageField) -> Self {
         match l {
@@ -45,6 +63,11 @@ impl From<LanguageField> for Language {
         }
     }
 }
+
+/// An entry that inflates more than this many times its compressed size (and
+/// to more than a mebibyte) is refused as a zip bomb. Real code and data compress
+/// well under 20x; repeated bytes compress about 1000x.
+pub const MAX_RATIO: u64 = 200;
 
 /// Caps on what one bundle may unpack to.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +92,8 @@ pub enum BundleError {
     TooManyEntries(usize),
     #[error("the bundle unpacks to more than {0} bytes")]
     TooLarge(u64),
+    #[error("zip entry {0:?} expands more than {MAX_RATIO} times: a zip bomb")]
+    ZipBomb(String),
     #[error("metadata.json is missing from the root of the bundle")]
     MissingMetadata,
     #[error("metadata.json is invalid: {0}")]
@@ -90,15 +115,26 @@ pub fn unpack(zip: &[u8], dir: &Path, limits: UnpackLimits) -> Result<(), Bundle
     if archive.len() > limits.max_entries {
         return Err(BundleError::TooManyEntries(limits.max_entries));
     }
+    // The reader indexes entries by name and keeps one of two that share a name,
+    // so compare with the count the archive itself declares: which of two files
+    // counts would otherwise depend on the tool that reads the zip.
+    if declared_entries(zip).is_some_and(|n| n != archive.len()) {
+        return Err(BundleError::Duplicate("an entry name appears twice".into()));
+    }
     let mut written: u64 = 0;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| match e {
-            zip::result::ZipError::UnsupportedArchive(m) if m.contains("ncrypt") => {
+            zip::result::ZipError::UnsupportedArchive(m)
+                if m == zip::result::ZipError::PASSWORD_REQUIRED || m.contains("ncrypt") =>
+            {
                 BundleError::Encrypted(format!("#{i}"))
             }
             other => BundleError::NotAZip(other.to_string()),
         })?;
         let raw_name = entry.name().to_string();
+        if entry.size() > (1 << 20) && entry.size() / entry.compressed_size().max(1) > MAX_RATIO {
+            return Err(BundleError::ZipBomb(raw_name));
+        }
         if entry.encrypted() {
             return Err(BundleError::Encrypted(raw_name));
         }
@@ -130,6 +166,18 @@ pub fn unpack(zip: &[u8], dir: &Path, limits: UnpackLimits) -> Result<(), Bundle
         file.flush()?;
     }
     Ok(())
+}
+
+/// The entry count in the End Of Central Directory record (None for zip64, whose
+/// count lives elsewhere, or if the record is not found).
+fn declared_entries(zip: &[u8]) -> Option<usize> {
+    const EOCD: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+    // The record is 22 bytes plus a comment of at most 65,535.
+    let tail = &zip[zip.len().saturating_sub(22 + 65_535)..];
+    let at = tail.windows(4).rposition(|w| w == EOCD)?;
+    let count = tail.get(at + 10..at + 12)?;
+    let count = u16::from_le_bytes([count[0], count[1]]);
+    (count != u16::MAX).then_some(usize::from(count))
 }
 
 /// Accepts a zip entry name only if it is a plain relative path: no `..`, no root,
@@ -231,9 +279,13 @@ mod tests {
         let dir = tempdir("bad");
         let err = unpack(&zip_of(&[("../evil", b"x")]), &dir, LIMITS).expect_err("traversal");
         assert!(matches!(err, BundleError::UnsafePath(_)), "{err}");
-        let big = vec![0u8; 2 << 20];
+        // Incompressible, so it is the size cap that stops it.
+        let big: Vec<u8> = (0..(2u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let err = unpack(&zip_of(&[("big", &big)]), &tempdir("big"), LIMITS).expect_err("too large");
         assert!(matches!(err, BundleError::TooLarge(_)), "{err}");
+        let zeros = vec![0u8; 2 << 20];
+        let err = unpack(&zip_of(&[("zeros", &zeros)]), &tempdir("bomb"), LIMITS).expect_err("bomb");
+        assert!(matches!(err, BundleError::ZipBomb(_)), "{err}");
         let err = unpack(b"not a zip", &tempdir("nz"), LIMITS).expect_err("not a zip");
         assert!(matches!(err, BundleError::NotAZip(_)), "{err}");
         let many: Vec<(String, &[u8])> = (0..101).map(|i| (format!("f{i}"), &b""[..])).collect();

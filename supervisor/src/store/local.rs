@@ -259,6 +259,63 @@ impl BundleStore for LocalStore {
         self.read_functions().values().map(|s| s.current.clone()).collect()
     }
 
+    fn rollback(&self, name: &FunctionName, to: Option<u64>) -> Result<Arc<Deployed>, StoreError> {
+        let _writer = self.lock_writer();
+        let mut index = match self.read_functions().get(name) {
+            Some(state) => state.index.clone(),
+            None => return Err(StoreError::NotFound(name.to_string())),
+        };
+        let target = match to {
+            Some(v) if index.versions.iter().any(|r| r.version == v) => v,
+            Some(v) => return Err(StoreError::NoSuchVersion(format!("function {name} has no version {v}"))),
+            None => index
+                .versions
+                .iter()
+                .map(|r| r.version)
+                .filter(|v| *v < index.current)
+                .max()
+                .ok_or_else(|| StoreError::NoSuchVersion(format!("function {name} has no version older than {}", index.current)))?,
+        };
+        let fn_dir = self.functions_dir.join(name.as_str());
+        let version_dir = fn_dir.join(target.to_string());
+        let metadata = bundle::read_metadata(&version_dir)?;
+        let record = index.versions.iter().find(|r| r.version == target).cloned().ok_or_else(|| StoreError::Index("vanished".into()))?;
+        index.current = target;
+        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        let current = Arc::new(self.deployed(name, record, version_dir, &metadata)?);
+        self.write_functions().insert(name.clone(), FunctionState { index, current: current.clone() });
+        Ok(current)
+    }
+
+    fn prune(&self, name: &FunctionName, keep: usize) -> Result<Vec<u64>, StoreError> {
+        let _writer = self.lock_writer();
+        let Some(mut index) = self.read_functions().get(name).map(|s| s.index.clone()) else {
+            return Err(StoreError::NotFound(name.to_string()));
+        };
+        let mut newest_first: Vec<u64> = index.versions.iter().map(|r| r.version).collect();
+        newest_first.sort_unstable_by(|a, b| b.cmp(a));
+        let kept: Vec<u64> = newest_first.iter().copied().take(keep.max(1)).collect();
+        let removed: Vec<u64> =
+            newest_first.iter().copied().filter(|v| !kept.contains(v) && *v != index.current).collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        index.versions.retain(|r| !removed.contains(&r.version));
+        let fn_dir = self.functions_dir.join(name.as_str());
+        // The index first: a crash after it leaves unindexed directories, which a
+        // later commit of that number replaces; never an index naming a missing one.
+        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        if let Some(state) = self.write_functions().get_mut(name) {
+            state.index = index;
+        }
+        for v in &removed {
+            if let Err(e) = fs::remove_dir_all(fn_dir.join(v.to_string())) {
+                warn!(function = %name, version = v, "cannot remove a pruned version: {e}");
+            }
+        }
+        Ok(removed)
+    }
+
     fn delete(&self, name: &FunctionName) -> Result<bool, StoreError> {
         let _writer = self.lock_writer();
         if self.write_functions().remove(name).is_none() {

@@ -88,6 +88,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("store index error: {0}")]
     Index(String),
+    #[error("function {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    NoSuchVersion(String),
 }
 
 /// Where bundles live. Implementations are shared between request handlers, and
@@ -113,6 +117,14 @@ pub trait BundleStore: Send + Sync + 'static {
 
     /// The current version of every function, by name.
     fn list(&self) -> Vec<Arc<Deployed>>;
+
+    /// Makes an older version current again: `to`, or else the newest one older
+    /// than the current. Returns the new current version.
+    fn rollback(&self, name: &FunctionName, to: Option<u64>) -> Result<Arc<Deployed>, StoreError>;
+
+    /// Deletes all but the newest `keep` versions (never the current one).
+    /// Returns the versions removed.
+    fn prune(&self, name: &FunctionName, keep: usize) -> Result<Vec<u64>, StoreError>;
 
     /// Removes `name` and all its versions. Returns whether it existed.
     fn delete(&self, name: &FunctionName) -> Result<bool, StoreError>;

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`config`]: flags, env vars and the config file;
+//! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`);
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
@@ -13,6 +14,7 @@
 
 mod admin;
 mod api;
+mod cli;
 mod config;
 mod deploy;
 mod pool;
@@ -29,22 +31,27 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: cli::Client,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server. Precedence: flags, then POLYFAAS_* env vars, then --config, then defaults.
     Serve(config::Settings),
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
-#[actix_web::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Serve(settings) => {
             let config = settings.load()?;
             init_logging(config.log_format);
-            server::run(config).await
+            actix_web::rt::System::new().block_on(server::run(config))
         }
+        Command::Client(command) => cli::run(&cli.client, command),
     }
 }
 

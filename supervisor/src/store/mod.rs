@@ -9,6 +9,8 @@
 //! No user code runs here: the store reads zips and JSON, never executes them.
 
 pub mod bundle;
+#[cfg(test)]
+mod fuzz;
 pub mod local;
 pub mod name;
 

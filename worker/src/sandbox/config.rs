@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn empty_object_is_the_strict_default() {
-        let config = SandboxConfig::from_json("{}").unwrap();
+        let config = SandboxConfig::from_json("{}").expect("the empty object is valid");
         assert!(config.layers.seccomp && config.layers.landlock && !config.allow_degraded);
         assert_eq!(config.limits.file_size_bytes, 0);
     }
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn one_layer_can_be_switched_off() {
-        let config = SandboxConfig::from_json(r#"{"layers":{"seccomp":false},"limits":{"memory":"address-space"}}"#).unwrap();
+        let config = SandboxConfig::from_json(r#"{"layers":{"seccomp":false},"limits":{"memory":"address-space"}}"#).expect("valid");
         assert!(!config.layers.seccomp && config.layers.landlock);
         assert_eq!(config.limits.memory, MemoryRlimit::AddressSpace);
     }

@@ -6,7 +6,6 @@
 
 use std::ffi::{CString, OsString};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
@@ -54,16 +53,33 @@ pub fn worker_args(config: &Config) -> Result<Vec<OsString>> {
 }
 
 /// When the server runs as root and workers drop to another uid, that uid must be
-/// able to reach the store: the data dir must be traversable by others.
-pub fn prepare_data_dir(data_dir: &Path) -> Result<()> {
-    if !is_root() {
+/// able to reach the store: the data dir is made traversable by others, and every
+/// directory above it must already be (they are not ours to change). Checked once
+/// here, so a bad location is one clear error instead of every worker refusing.
+pub fn prepare_data_dir(config: &Config) -> Result<()> {
+    if !is_root() || config.sandbox_disable.iter().any(|l| l == "drop-privileges") {
         return Ok(());
     }
-    let meta = std::fs::metadata(data_dir)?;
-    let mode = meta.permissions().mode();
+    let data_dir = config.data_dir.canonicalize()?;
+    let mode = std::fs::metadata(&data_dir)?.permissions().mode();
     if mode & 0o011 != 0o011 {
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o711))
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(mode | 0o711))
             .with_context(|| format!("making {} traversable for the worker user", data_dir.display()))?;
+    }
+    let (uid, gid) = (uid_of(&config.worker_user)?, gid_of(&config.worker_group)?);
+    for dir in data_dir.ancestors().skip(1) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir)?;
+        let search = if meta.uid() == uid { 0o100 } else if meta.gid() == gid { 0o010 } else { 0o001 };
+        if meta.mode() & search == 0 {
+            bail!(
+                "workers run as {} (uid {uid}) and cannot reach the data dir {}: {} is not searchable by them. \
+                 Use a data dir they can reach (e.g. --data-dir /var/lib/polyfaas), or run polyfaas as a non-root user",
+                config.worker_user,
+                data_dir.display(),
+                dir.display()
+            );
+        }
     }
     Ok(())
 }

@@ -32,15 +32,17 @@ pub async fn run(config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
     // Worker drivers get their own runtime, so a busy HTTP thread never delays
     // noticing a dead worker or a missed deadline.
-    let pool_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("pool")
-        .enable_all()
-        .build()
-        .context("starting the pool runtime")?;
+    let pool_runtime = PoolRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pool")
+            .enable_all()
+            .build()
+            .context("starting the pool runtime")?,
+    ));
 
     let store = open_store(&config)?;
-    crate::sandbox::prepare_data_dir(&config.data_dir)?;
+    crate::sandbox::prepare_data_dir(&config)?;
     let common_args = crate::sandbox::worker_args(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let pool = Pool::new(
@@ -62,7 +64,7 @@ pub async fn run(config: Config) -> Result<()> {
                 .collect(),
         },
         telemetry.clone(),
-        pool_runtime.handle().clone(),
+        pool_runtime.handle(),
     );
     for f in store.list() {
         pool.serve_version(&f.name, Some(f.version));
@@ -112,10 +114,31 @@ pub async fn run(config: Config) -> Result<()> {
     server.await?;
     info!("stopping workers");
     pool.shutdown(Duration::from_secs(5)).await;
-    // Workers are gone; nothing left on this runtime needs waiting for.
-    pool_runtime.shutdown_background();
+    drop(pool_runtime);
     info!("stopped");
     Ok(())
+}
+
+/// The pool's runtime, shut down without blocking when dropped: it is dropped on
+/// the server's own async thread (also on a startup error), where a blocking
+/// shutdown would panic. By then workers are stopped or the process is exiting.
+struct PoolRuntime(Option<tokio::runtime::Runtime>);
+
+impl PoolRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for PoolRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Pets the systemd watchdog for as long as the pool answers: the pool's lock

@@ -42,6 +42,14 @@ pub enum Language {
 }
 
 impl Language {
+    /// Every language, in a fixed order.
+    pub const ALL: [Language; 4] = [Language::Wasm, Language::Js, Language::Python, Language::Ruby];
+
+    /// The language spelled `s` (as in `metadata.json` and the HTTP API).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
     /// The spelling used in `metadata.json` and the HTTP API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -97,11 +97,7 @@ async fn restart_one(
 }
 
 fn parse_language(s: &str) -> Result<polyfaas_protocol::Language, ApiError> {
-    use polyfaas_protocol::Language::*;
-    [Wasm, Js, Python, Ruby]
-        .into_iter()
-        .find(|l| l.as_str() == s)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("unknown language {s:?}")))
+    polyfaas_protocol::Language::parse(s).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("unknown language {s:?}")))
 }
 
 /// 401 without a bearer token, 403 with a wrong one or when no token is

@@ -461,7 +461,7 @@ impl Pool {
             drop(worker);
         } else if drain == Some(true) {
             drop(st);
-            self.inner.clone().replace(worker, false);
+            self.inner.clone().replace(worker);
         } else {
             st.set_state(worker.id, WorkerState::Idle);
             st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });

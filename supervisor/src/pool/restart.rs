@@ -111,7 +111,7 @@ impl Pool {
 
 impl Inner {
     /// Replaces `old` in the background (used when a draining worker is released).
-    pub(super) fn replace(self: Arc<Self>, old: WorkerProcess, _force: bool) {
+    pub(super) fn replace(self: Arc<Self>, old: WorkerProcess) {
         let inner = self.clone();
         self.runtime.spawn(async move { inner.replace_now(old).await });
     }

@@ -100,11 +100,5 @@ impl Blank {
 }
 
 pub fn parse_language(s: &str) -> Result<Language> {
-    Ok(match s {
-        "wasm" => Language::Wasm,
-        "js" => Language::Js,
-        "python" => Language::Python,
-        "ruby" => Language::Ruby,
-        other => bail!("unknown language {other}"),
-    })
+    Language::parse(s).ok_or_else(|| anyhow::anyhow!("unknown language {s}"))
 }

@@ -87,6 +87,13 @@ fn response_from(env: ResponseEnvelope) -> HttpResponse {
     HttpResponse { status: env.status.unwrap_or(200), headers, body }
 }
 
+/// The function's own environment (metadata.json `env`) as a JSON object, for a
+/// prelude to install.
+pub fn env_json(env: &[(String, String)]) -> String {
+    let map: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    Value::Object(map).to_string()
+}
+
 /// What a prelude's `invoke` returns (Python and Ruby): the response envelope,
 /// or the error the handler raised with its trace; Python adds its captured logs.
 #[derive(Deserialize)]

@@ -23,7 +23,7 @@ use rustpython_vm::vm::VmCompileError;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine};
 
 use super::deadline::DeadlineClock;
-use super::script::{ScriptOutcome, request_envelope};
+use super::script::{ScriptOutcome, env_json, request_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.py");
@@ -74,9 +74,7 @@ impl PythonBlank {
     }
 
     pub fn init(self, init: &Init) -> Result<PythonFunction, String> {
-        let env: serde_json::Map<String, serde_json::Value> =
-            init.env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-        let env = serde_json::Value::Object(env).to_string();
+        let env = env_json(&init.env);
         self.interp
             .enter(|vm| self.set_env.call((vm.ctx.new_str(env),), vm).map(drop).map_err(|e| exception_text(vm, &e)))?;
         let handler = self.load(Path::new(&init.bundle_dir), &init.entrypoint)?;

@@ -23,7 +23,7 @@ use wasmtime::{Engine, Linker, Module, Trap};
 use self::capture::Capture;
 use self::vm::{Eval, RubyState, RubyVm};
 use super::deadline::DeadlineClock;
-use super::script::{ScriptOutcome, request_envelope};
+use super::script::{ScriptOutcome, env_json, request_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.rb");
@@ -126,9 +126,7 @@ fn boot(engine: &Engine, linker: &Linker<RubyState>, module: &Module, stdout: &C
 
 /// Gives the VM the function's own environment (metadata.json `env`), and nothing else.
 fn set_env(vm: &mut RubyVm, env: &[(String, String)]) -> Result<(), String> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    let code = format!("Polyfaas.env(\"{}\")", base64(serde_json::Value::Object(map).to_string().as_bytes()));
+    let code = format!("Polyfaas.env(\"{}\")", base64(env_json(env).as_bytes()));
     match vm.eval_string(code.as_bytes()) {
         Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
         _ => Err("cannot set the function's environment".into()),

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::Server;
@@ -19,7 +18,7 @@ fn polyfaas(server: &Server, args: &[&str]) -> (bool, String) {
 #[test]
 fn the_cli_deploys_every_bundle_folder_and_invokes_it() {
     let server = Server::start(&[]);
-    let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles");
+    let bundles = common::repo_root().join("bundles");
     let wasm_dir = common::bin_dir().parent().expect("target").join("wasm32-wasip1/release");
     let staging = tempfile::tempdir().expect("temp dir");
     let mut deployed = Vec::new();

@@ -264,7 +264,7 @@ fn kill_9_of_the_server_takes_its_workers_and_a_restart_serves_everything() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/polyfaas.service")).expect("unit file");
+    let unit = std::fs::read_to_string(common::repo_root().join("deploy/polyfaas.service")).expect("unit file");
     for key in ["Type=notify", "StateDirectory=polyfaas", "WatchdogSec=", "Restart=on-failure", "KillMode=mixed", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet="] {
         assert!(unit.contains(key), "{key}");
     }

@@ -219,7 +219,7 @@ fn script_deadlines_are_504s_and_the_server_carries_on() {
     for lang in LANGUAGES {
         let name = format!("slow-{lang}");
         let file = entry_file(lang);
-        let code = std::fs::read_to_string(format!("{}/../bundles/testkit-{lang}/{file}", env!("CARGO_MANIFEST_DIR"))).expect("testkit source");
+        let code = std::fs::read_to_string(common::repo_root().join(format!("bundles/testkit-{lang}/{file}"))).expect("testkit source");
         let metadata = format!(r#"{{"language":"{lang}","entrypointFile":"{file}","timeoutMs":500}}"#);
         deploy_ok(&server, &name, &common::zip(&[("metadata.json", metadata.as_bytes()), (file, code.as_bytes())]));
         let started = std::time::Instant::now();

@@ -23,8 +23,12 @@ fn target_dir() -> PathBuf {
     bin_dir().parent().expect("target root").to_path_buf()
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+/// The checkout the tests run from. `cargo test` sets `CARGO_MANIFEST_DIR` when it
+/// runs a test too; that value wins over the one compiled in, so a test binary
+/// reused from a cache built in another checkout still reads this one.
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("repo root").to_path_buf()
 }
 
 /// A seed bundle of the original project, from `../shared/fixtures/seed-bundles`.

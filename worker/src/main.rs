@@ -63,7 +63,9 @@ fn parse_args() -> Result<Mode> {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        // wasmtime-wasi puts an INFO span (its arguments formatted) on every WASI
+        // call a guest makes: a cost on the hot path, never printed.
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,wasmtime_wasi=warn,wiggle=warn"))
         .with_ansi(false)
         .with_target(false)
         .init();
@@ -83,7 +85,8 @@ fn main() -> Result<()> {
         parent_pid,
         runtime_fd: ruby_module.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
-    let report = sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
+    let report = sandbox::apply_early(&sandbox_config, &inherited, || runtimes::open_proc_files(language))
+        .context("sandbox setup failed; refusing to serve")?;
     tracing::info!(language = language.as_str(), "sandbox: {report}");
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
     // to that number just before exec; nothing else in this process knows the number,

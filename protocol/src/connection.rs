@@ -1,4 +1,10 @@
 //! The supervisor's end of a worker socket: a tokio `UnixStream` plus a read buffer.
+//!
+//! A `Connection` is registered with the runtime that created it. The supervisor
+//! keeps an idle worker's socket unregistered ([`Connection::into_parts`]) and
+//! registers it with whichever runtime runs the next exchange
+//! ([`Connection::from_parts`]): the request's own thread then waits for the
+//! answer in its own event loop, with no hop through another thread.
 
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +22,28 @@ pub struct Connection {
 impl Connection {
     pub fn new(stream: UnixStream) -> Self {
         Self { stream, buf: Vec::with_capacity(8 * 1024) }
+    }
+
+    /// Registers a non-blocking socket with the current runtime, with the read
+    /// buffer it had before (see [`Connection::into_parts`]).
+    ///
+    /// # Errors
+    /// If there is no current runtime with I/O enabled, or registration fails.
+    pub fn from_parts(stream: std::os::unix::net::UnixStream, buf: Vec<u8>) -> std::io::Result<Self> {
+        Ok(Self { stream: UnixStream::from_std(stream)?, buf })
+    }
+
+    /// Deregisters the socket from its runtime and gives it back, still
+    /// non-blocking, with the (empty) read buffer for reuse.
+    ///
+    /// # Errors
+    /// `Unexpected` if bytes beyond the last frame are buffered: the peer wrote
+    /// something it was not asked for. `Io` if deregistering fails.
+    pub fn into_parts(self) -> Result<(std::os::unix::net::UnixStream, Vec<u8>), FrameError> {
+        if !self.buf.is_empty() {
+            return Err(FrameError::Unexpected { expected: "nothing after the answer" });
+        }
+        Ok((self.stream.into_std()?, self.buf))
     }
 
     /// Reads the next message.
@@ -93,6 +121,35 @@ mod tests {
         assert_eq!(b.read_frame::<ToWorker>().await.expect("read"), Some(ToWorker::Shutdown));
         drop(a);
         assert_eq!(b.read_frame::<ToWorker>().await.expect("clean eof"), None);
+    }
+
+    #[tokio::test]
+    async fn a_socket_moves_between_runtimes_between_frames() {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let mut a = Connection::new(a);
+        let (socket, buf) = Connection::new(b).into_parts().expect("nothing buffered");
+        let thread = std::thread::spawn(move || {
+            let other = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+            other.block_on(async move {
+                let mut b = Connection::from_parts(socket, buf).expect("register");
+                b.read_frame::<ToWorker>().await.expect("read")
+            })
+        });
+        a.write_frame(&ToWorker::Shutdown).await.expect("write");
+        assert_eq!(thread.join().expect("thread"), Some(ToWorker::Shutdown));
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_keep_a_socket_from_moving() {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        a.write_frame(&ToWorker::Shutdown).await.expect("write");
+        a.write_frame(&ToWorker::Shutdown).await.expect("write");
+        // Both frames may arrive in one read; the second stays buffered.
+        assert_eq!(b.read_frame::<ToWorker>().await.expect("read"), Some(ToWorker::Shutdown));
+        if !b.buf.is_empty() {
+            assert!(matches!(b.into_parts(), Err(FrameError::Unexpected { .. })));
+        }
     }
 
     #[tokio::test]

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, HttpResponse, Invoke, Language, Logs, Prepare, Stats};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use self::process::{InvokeOutcome, Job, WorkerError, WorkerProcess};
+use self::process::{InvokeOutcome, WorkerError, WorkerProcess};
 use self::registry::{FnKey, IdleWorker, State, WorkerState, WorkerView};
 pub use self::restart::RestartFilter;
 use crate::store::{Deployed, FunctionName};
@@ -244,22 +244,13 @@ impl Pool {
         // Held for the whole invocation: at most `concurrency` of this function run.
         let _permit = self.concurrency_permit(function, queue_deadline).await?;
         loop {
-            let lease = self.acquire(function, queue_deadline).await?;
+            let mut lease = self.acquire(function, queue_deadline).await?;
             let id = self.inner.next_invocation_id.fetch_add(1, Ordering::Relaxed);
             let deadline_ms = function.limits.timeout_ms;
             let hard = Duration::from_millis(deadline_ms) + self.inner.config.kill_grace;
-            let (tx, rx) = oneshot::channel();
-            if let Err(job) = lease.worker.submit(Job::Invoke(Invoke { id, request, deadline_ms }, hard, tx)) {
-                // The worker died while idle; take another.
-                let Job::Invoke(invoke, ..) = job else { unreachable!("submit gives back the job it was given") };
-                request = invoke.request;
-                continue;
-            }
             let worker_pid = lease.worker.pid;
-            let outcome = match rx.await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(WorkerError::Crashed("its driver ended".into())),
-            };
+            // On this task: the request's thread waits for the worker itself.
+            let outcome = lease.worker.invoke(Invoke { id, request, deadline_ms }, hard).await;
             return match outcome {
                 Ok(InvokeOutcome::Response { response, logs, stats }) => {
                     if stats.cold {
@@ -285,20 +276,15 @@ impl Pool {
     /// Compiles and checks a staged bundle in a fresh worker that runs nothing
     /// else, so a hostile bundle cannot leave anything behind in a pooled one.
     pub async fn prepare(&self, language: Language, bundle_dir: String, entrypoint: String) -> Result<Vec<Artifact>, PrepareError> {
-        let worker = self.inner.clone().start_worker(language, false).await?;
-        let (tx, rx) = oneshot::channel();
-        let job = Job::Prepare(Prepare { language, bundle_dir, entrypoint }, PREPARE_TIMEOUT, tx);
-        if worker.submit(job).is_err() {
-            return Err(PoolError::NotReady("the preparing worker died".into()).into());
-        }
-        match rx.await {
-            Ok(Ok(Ok(artifacts))) => Ok(artifacts),
-            Ok(Ok(Err(message))) => Err(PrepareError::Rejected(message)),
-            Ok(Err(WorkerError::HardTimeout)) => {
+        let mut worker = self.inner.clone().start_worker(language, false).await?;
+        match worker.prepare(Prepare { language, bundle_dir, entrypoint }, PREPARE_TIMEOUT).await {
+            Ok(Ok(artifacts)) => Ok(artifacts),
+            Ok(Err(message)) => Err(PrepareError::Rejected(message)),
+            Err(WorkerError::HardTimeout) => {
                 Err(PrepareError::Rejected(format!("preparing the bundle took longer than {PREPARE_TIMEOUT:?}")))
             }
-            Ok(Err(e)) => Err(PrepareError::Rejected(format!("the bundle crashed the worker preparing it: {e}"))),
-            Err(_) => Err(PoolError::NotReady("the preparing worker died".into()).into()),
+            Err(WorkerError::GoneBeforeJob(_)) => Err(PoolError::NotReady("the preparing worker died".into()).into()),
+            Err(e) => Err(PrepareError::Rejected(format!("the bundle crashed the worker preparing it: {e}"))),
         }
     }
 

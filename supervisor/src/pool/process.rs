@@ -1,32 +1,37 @@
-//! Starting one `polyfaas-worker` process and driving it: each worker is owned by
-//! one task (its *driver*) that holds the child and its socket, takes jobs from a
-//! channel one at a time, enforces the hard deadline, and notices at once when the
-//! process dies, busy or idle.
+//! Starting one `polyfaas-worker` process and talking to it.
+//!
+//! Two halves, so that the per-request path stays on the request's own thread:
+//! - the *exchange* (send one message, wait for the answer, at most a deadline) is
+//!   run by whoever holds the [`WorkerProcess`], on its own task. Between
+//!   exchanges the socket is registered with no runtime; each exchange registers
+//!   it with the caller's (two `epoll_ctl` calls, cheaper than waking a thread).
+//! - the *watcher*, a task on the pool's runtime that owns the child process: it
+//!   notices the exit at once (busy or idle), kills on request, reaps, and calls
+//!   the pool's exit hook.
+//!
+//! Dropping a `WorkerProcess` closes its socket, which a worker takes as the
+//! order to exit; the watcher kills it if it has not within `SHUTDOWN_GRACE`. An
+//! exchange abandoned mid-way (its request was cancelled) therefore retires the
+//! worker: its state is unknown.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::{Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, warn};
 
 /// How long a new worker may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a worker asked to shut down may take before it is killed.
+/// How long a retired worker may take to exit before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Everything the pool can ask one worker to do.
-pub enum Job {
-    Prepare(Prepare, Duration, oneshot::Sender<Result<Result<Vec<Artifact>, String>, WorkerError>>),
-    Init(Box<Init>, Duration, oneshot::Sender<Result<Result<(), String>, WorkerError>>),
-    /// The `Duration` is the hard deadline: past it the worker is killed.
-    Invoke(Invoke, Duration, oneshot::Sender<Result<InvokeOutcome, WorkerError>>),
-}
+/// How long a broken exchange waits to learn how the process ended.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
 
 /// A worker's answer to one invocation.
 pub enum InvokeOutcome {
@@ -50,7 +55,7 @@ pub enum WorkerError {
     Spawn(String),
 }
 
-/// Why a driver ended; passed to the pool's exit hook.
+/// Why a worker's process ended; passed to the pool's exit hook.
 #[derive(Debug, Clone)]
 pub enum ExitReason {
     Retired,
@@ -58,18 +63,43 @@ pub enum ExitReason {
     Killed(&'static str),
 }
 
-/// A started worker, as the pool holds it: an id, its pid and its job queue.
+/// Makes a worker's watcher SIGKILL the process at once, busy or not.
+#[derive(Default)]
+pub struct KillSwitch {
+    notify: Notify,
+    /// The first reason given wins.
+    reason: Mutex<Option<&'static str>>,
+}
+
+impl KillSwitch {
+    pub fn kill(&self, reason: &'static str) {
+        self.reason.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+        self.notify.notify_one();
+    }
+
+    fn reason(&self) -> &'static str {
+        self.reason.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or("on request")
+    }
+}
+
+/// A started worker, as the pool holds it.
 pub struct WorkerProcess {
     pub id: u64,
     pub pid: u32,
-    jobs: mpsc::Sender<Job>,
-    /// Makes the driver SIGKILL the worker at once, busy or not.
-    pub kill: Arc<Notify>,
+    pub kill: Arc<KillSwitch>,
+    /// The socket and its read buffer between exchanges; `None` once an exchange
+    /// broke (the worker is then unusable and only waits to be dropped).
+    socket: Option<(std::os::unix::net::UnixStream, Vec<u8>)>,
+    /// How the process ended, once it has (set by the watcher).
+    exited: watch::Receiver<Option<String>>,
+    /// Dropped with this handle: tells the watcher the pool let go.
+    _retire: oneshot::Sender<()>,
 }
 
 impl WorkerProcess {
-    /// Starts a worker for `language` and waits for its `Hello`. `on_exit` is
-    /// called once, from the driver task, when the process is gone.
+    /// Starts a worker for `language` and waits for its `Hello`. Call it on the
+    /// pool's runtime: the watcher is spawned on the current one. `on_exit` is
+    /// called once, from the watcher, when the process is gone.
     pub async fn start(
         id: u64,
         worker_bin: &Path,
@@ -80,40 +110,111 @@ impl WorkerProcess {
         let (mut child, mut conn) =
             spawn(worker_bin, language, extra_args).map_err(|e| WorkerError::Spawn(e.to_string()))?;
         let pid = child.id().unwrap_or(0);
-        match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
-            Ok(Ok(reported)) if reported == pid => {}
-            Ok(Ok(reported)) => {
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
+            Ok(Ok(reported)) if reported == pid => conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string())),
+            Ok(Ok(reported)) => Err(WorkerError::Protocol(format!("worker {pid} says it is {reported}"))),
+            Ok(Err(e)) => Err(WorkerError::Spawn(format!("no Hello from worker {pid}: {e}"))),
+            Err(_) => Err(WorkerError::Spawn(format!("worker {pid} did not say Hello in {HELLO_TIMEOUT:?}"))),
+        };
+        let socket = match hello {
+            Ok(socket) => socket,
+            Err(e) => {
                 let _ = child.start_kill();
-                return Err(WorkerError::Protocol(format!("worker {pid} says it is {reported}")));
+                return Err(e);
             }
-            Ok(Err(e)) => {
-                let _ = child.start_kill();
-                return Err(WorkerError::Spawn(format!("no Hello from worker {pid}: {e}")));
-            }
-            Err(_) => {
-                let _ = child.start_kill();
-                return Err(WorkerError::Spawn(format!("worker {pid} did not say Hello in {HELLO_TIMEOUT:?}")));
-            }
-        }
-        let (jobs, rx) = mpsc::channel(1);
-        let kill = Arc::new(Notify::new());
-        let killed = kill.clone();
+        };
+        let kill = Arc::new(KillSwitch::default());
+        let (exited_tx, exited) = watch::channel(None);
+        let (retire, retired) = oneshot::channel();
+        let switch = kill.clone();
         tokio::spawn(async move {
-            let reason = drive(child, conn, rx, killed).await;
+            let reason = watch_process(child, retired, &switch, &exited_tx).await;
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, jobs, kill })
+        Ok(Self { id, pid, kill, socket: Some(socket), exited, _retire: retire })
     }
 
-    /// Sends a job to the worker's driver.
-    ///
-    /// # Errors
-    /// Gives the job back if the driver is gone (the process died while idle).
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
-        })
+    /// Runs one invocation; past `hard_deadline` the worker is killed.
+    pub async fn invoke(&mut self, invoke: Invoke, hard_deadline: Duration) -> Result<InvokeOutcome, WorkerError> {
+        let id = invoke.id;
+        match self.exchange(ToWorker::Invoke(invoke), hard_deadline).await? {
+            FromWorker::Response { id: rid, response, logs, stats } if rid == id => Ok(InvokeOutcome::Response { response, logs, stats }),
+            FromWorker::Failure { id: rid, kind, message, logs } if rid == id => Ok(InvokeOutcome::Failure { kind, message, logs }),
+            _ => self.broken(format!("expected the answer to invocation {id}")),
+        }
+    }
+
+    /// Specializes a blank worker. `Ok(Err(message))`: the function failed to load.
+    pub async fn init(&mut self, init: Init, limit: Duration) -> Result<Result<(), String>, WorkerError> {
+        match self.exchange(ToWorker::Init(init), limit).await? {
+            FromWorker::InitOk => Ok(Ok(())),
+            FromWorker::InitError { message } => Ok(Err(message)),
+            _ => self.broken("expected InitOk".into()),
+        }
+    }
+
+    /// Compiles and checks a bundle. `Ok(Err(message))`: the bundle is rejected.
+    pub async fn prepare(&mut self, prepare: Prepare, limit: Duration) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
+        match self.exchange(ToWorker::Prepare(prepare), limit).await? {
+            FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
+            FromWorker::PrepareError { message } => Ok(Err(message)),
+            _ => self.broken("expected Prepared".into()),
+        }
+    }
+
+    /// A worker that answered out of turn is not trusted with another job.
+    fn broken<T>(&mut self, what: String) -> Result<T, WorkerError> {
+        self.socket = None;
+        self.kill.kill("protocol error");
+        Err(WorkerError::Protocol(what))
+    }
+
+    /// Sends one message and waits for the answer, at most `limit`, on the
+    /// caller's task.
+    async fn exchange(&mut self, msg: ToWorker, limit: Duration) -> Result<FromWorker, WorkerError> {
+        let unsent = |msg: ToWorker| match msg {
+            ToWorker::Invoke(invoke) => WorkerError::GoneBeforeJob(Some(Box::new(invoke))),
+            _ => WorkerError::GoneBeforeJob(None),
+        };
+        if self.exited.borrow().is_some() {
+            return Err(unsent(msg));
+        }
+        let Some((socket, buf)) = self.socket.take() else { return Err(unsent(msg)) };
+        let Ok(mut conn) = Connection::from_parts(socket, buf) else { return Err(unsent(msg)) };
+        // A failed write means the worker cannot have read a whole frame, so it has
+        // not started the job.
+        if conn.write_frame(&msg).await.is_err() {
+            return Err(unsent(msg));
+        }
+        drop(msg);
+        let answer = match tokio::time::timeout(limit, conn.read_frame::<FromWorker>()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                warn!(pid = self.pid, ?limit, "worker missed its hard deadline; killing it");
+                self.kill.kill("hard deadline");
+                return Err(WorkerError::HardTimeout);
+            }
+        };
+        match answer {
+            Ok(Some(answer)) => {
+                self.socket = Some(conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string()))?);
+                Ok(answer)
+            }
+            Ok(None) | Err(polyfaas_protocol::FrameError::TruncatedFrame) | Err(polyfaas_protocol::FrameError::Io(_)) => {
+                // The socket closed: the process is dying or dead. Wait briefly for
+                // the watcher to reap it, so the log says which signal or exit code.
+                let status = tokio::time::timeout(EXIT_STATUS_WAIT, self.exited.wait_for(Option::is_some)).await;
+                Err(WorkerError::Crashed(match status {
+                    Ok(Ok(how)) => how.clone().unwrap_or_default(),
+                    _ => "closed its socket".into(),
+                }))
+            }
+            Err(e) => {
+                self.kill.kill("protocol error");
+                Err(WorkerError::Protocol(e.to_string()))
+            }
+        }
     }
 }
 
@@ -172,130 +273,37 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr) {
     }
 }
 
-/// The driver loop: one job at a time; returns when the worker is gone.
-async fn drive(mut child: Child, mut conn: Connection, mut jobs: mpsc::Receiver<Job>, kill: Arc<Notify>) -> ExitReason {
-    let reason = loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            status = child.wait() => {
-                break ExitReason::Died(describe_exit(status));
-            }
-            () = kill.notified() => break ExitReason::Killed("on request"),
-        };
-        let Some(job) = job else {
-            // The pool dropped the worker: ask it to exit, then make sure it does.
-            let _ = conn.write_frame(&ToWorker::Shutdown).await;
+/// The watcher: waits for the process to end, or for a kill, or for the pool to
+/// let go (then the worker exits on the closed socket, or is killed after the
+/// grace). Publishes how it ended and returns why.
+async fn watch_process(
+    mut child: Child,
+    mut retired: oneshot::Receiver<()>,
+    kill: &KillSwitch,
+    exited: &watch::Sender<Option<String>>,
+) -> ExitReason {
+    let reason = tokio::select! {
+        // A kill and a retirement often arrive together (a hard deadline, then the
+        // pool drops the worker): the kill is the reason.
+        biased;
+        () = kill.notify.notified() => {
+            let _ = child.start_kill();
+            ExitReason::Killed(kill.reason())
+        }
+        status = child.wait() => ExitReason::Died(describe_exit(status)),
+        _ = &mut retired => {
             if tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await.is_err() {
                 let _ = child.start_kill();
             }
-            break ExitReason::Retired;
-        };
-        if let Err(reason) = run_job(&mut child, &mut conn, job, &kill).await {
-            break reason;
+            ExitReason::Retired
         }
     };
-    if !matches!(reason, ExitReason::Retired) {
-        let _ = child.start_kill();
-    }
-    let _ = child.wait().await;
+    let status = child.wait().await;
+    let _ = exited.send(Some(match &reason {
+        ExitReason::Died(how) => how.clone(),
+        _ => describe_exit(status),
+    }));
     reason
-}
-
-/// Runs one job. An `Err` means the worker is unusable and the driver must end.
-async fn run_job(child: &mut Child, conn: &mut Connection, job: Job, kill: &Notify) -> Result<(), ExitReason> {
-    match job {
-        Job::Prepare(prepare, limit, reply) => {
-            let result = exchange(child, conn, ToWorker::Prepare(prepare), limit, kill).await.and_then(|msg| match msg {
-                FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
-                FromWorker::PrepareError { message } => Ok(Err(message)),
-                _ => Err(WorkerError::Protocol("expected Prepared".into())),
-            });
-            finish(result, reply)
-        }
-        Job::Init(init, limit, reply) => {
-            let result = exchange(child, conn, ToWorker::Init(*init), limit, kill).await.and_then(|msg| match msg {
-                FromWorker::InitOk => Ok(Ok(())),
-                FromWorker::InitError { message } => Ok(Err(message)),
-                _ => Err(WorkerError::Protocol("expected InitOk".into())),
-            });
-            finish(result, reply)
-        }
-        Job::Invoke(invoke, hard_deadline, reply) => {
-            let id = invoke.id;
-            let result =
-                exchange(child, conn, ToWorker::Invoke(invoke), hard_deadline, kill).await.and_then(|msg| match msg {
-                    FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
-                        Ok(InvokeOutcome::Response { response, logs, stats })
-                    }
-                    FromWorker::Failure { id: rid, kind, message, logs } if rid == id => {
-                        Ok(InvokeOutcome::Failure { kind, message, logs })
-                    }
-                    _ => Err(WorkerError::Protocol(format!("expected the answer to invocation {id}"))),
-                });
-            finish(result, reply)
-        }
-    }
-}
-
-/// Passes a job's result to whoever asked, and turns a broken worker into the
-/// reason its driver ends.
-fn finish<T>(result: Result<T, WorkerError>, reply: oneshot::Sender<Result<T, WorkerError>>) -> Result<(), ExitReason> {
-    let reason = match &result {
-        Ok(_) => None,
-        Err(WorkerError::HardTimeout) => Some(ExitReason::Killed("hard deadline")),
-        Err(e) => Some(ExitReason::Died(e.to_string())),
-    };
-    // The asker may have given up (client went away); the worker is still fine.
-    let _ = reply.send(result);
-    reason.map_or(Ok(()), Err)
-}
-
-/// Sends one message and waits for the answer, at most `limit`.
-async fn exchange(
-    child: &mut Child,
-    conn: &mut Connection,
-    msg: ToWorker,
-    limit: Duration,
-    kill: &Notify,
-) -> Result<FromWorker, WorkerError> {
-    let unsent = |msg: ToWorker| match msg {
-        ToWorker::Invoke(invoke) => WorkerError::GoneBeforeJob(Some(Box::new(invoke))),
-        _ => WorkerError::GoneBeforeJob(None),
-    };
-    if let Ok(Some(_)) = child.try_wait() {
-        return Err(unsent(msg));
-    }
-    // A failed write means the worker cannot have read a whole frame, so it has
-    // not started the job.
-    if conn.write_frame(&msg).await.is_err() {
-        return Err(unsent(msg));
-    }
-    let answer = tokio::select! {
-        answer = tokio::time::timeout(limit, conn.read_frame::<FromWorker>()) => answer,
-        () = kill.notified() => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            return Err(WorkerError::Crashed("killed on request".into()));
-        }
-    };
-    match answer {
-        Ok(Ok(Some(answer))) => Ok(answer),
-        Ok(Ok(None)) | Ok(Err(polyfaas_protocol::FrameError::TruncatedFrame)) | Ok(Err(polyfaas_protocol::FrameError::Io(_))) => {
-            // The socket closed: the process is dying or dead. Wait briefly for its
-            // status so the log says which signal or exit code.
-            let status = tokio::time::timeout(Duration::from_millis(500), child.wait()).await;
-            Err(WorkerError::Crashed(match status {
-                Ok(s) => describe_exit(s),
-                Err(_) => "closed its socket".into(),
-            }))
-        }
-        Ok(Err(e)) => Err(WorkerError::Protocol(e.to_string())),
-        Err(_) => {
-            warn!(pid = child.id(), ?limit, "worker missed its hard deadline; killing it");
-            let _ = child.start_kill();
-            Err(WorkerError::HardTimeout)
-        }
-    }
 }
 
 fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {

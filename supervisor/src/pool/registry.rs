@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use polyfaas_protocol::Language;
 use serde::Serialize;
-use tokio::sync::Notify;
 
-use super::process::WorkerProcess;
+
+use super::process::{KillSwitch, WorkerProcess};
 use crate::store::{Deployed, FunctionName};
 
 pub type FnKey = (FunctionName, u64);
@@ -55,7 +55,7 @@ pub struct WorkerInfo {
     /// How many workers this one replaced, through restarts of its predecessors.
     pub restarts: u32,
     pub started: Instant,
-    pub kill: Arc<Notify>,
+    pub kill: Arc<KillSwitch>,
     /// Set by a graceful restart of a busy worker: replace it when it is released.
     pub drain: bool,
 }

@@ -79,7 +79,7 @@ impl Pool {
                     action: "replaced",
                 };
                 if force {
-                    info.kill.notify_one();
+                    info.kill.kill("on request");
                     entry.action = "killed";
                     killed.push(spec);
                 } else if let Some(worker) = st.take_parked(id) {

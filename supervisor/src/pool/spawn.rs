@@ -7,10 +7,9 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::Instant;
 
 use polyfaas_protocol::{Init, Language, Limits};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::process::{ExitReason, Job, WorkerError, WorkerProcess};
+use super::process::{ExitReason, WorkerError, WorkerProcess};
 use super::registry::{self, FnKey, State, WorkerInfo, WorkerState};
 use super::{
     INIT_TIMEOUT, Inner, MAX_BACKOFF, MAX_UNHEALTHY_BACKOFF, MIN_BACKOFF, PoolError, UNHEALTHY_AFTER, UNHEALTHY_BACKOFF,
@@ -109,20 +108,16 @@ impl Inner {
                 info.function = Some(f.clone());
             }
         }
-        let (tx, rx) = oneshot::channel();
-        if worker.submit(Job::Init(Box::new(init), INIT_TIMEOUT, tx)).is_err() {
-            return Ok(None);
-        }
-        match rx.await {
-            Ok(Ok(Ok(()))) => Ok(Some(worker)),
-            Ok(Ok(Err(message))) => Err(PoolError::InitFailed(message)),
-            Ok(Err(WorkerError::GoneBeforeJob(_))) => Ok(None),
-            Ok(Err(e)) => Err(PoolError::InitFailed(e.to_string())),
-            Err(_) => Ok(None),
+        let mut worker = worker;
+        match worker.init(init, INIT_TIMEOUT).await {
+            Ok(Ok(())) => Ok(Some(worker)),
+            Ok(Err(message)) => Err(PoolError::InitFailed(message)),
+            Err(WorkerError::GoneBeforeJob(_)) => Ok(None),
+            Err(e) => Err(PoolError::InitFailed(e.to_string())),
         }
     }
 
-    /// Called by a worker's driver when its process is gone.
+    /// Called by a worker's watcher when its process is gone.
     fn worker_exited(self: Arc<Self>, id: u64, language: Language, counted: bool, reason: ExitReason) {
         match &reason {
             ExitReason::Retired => {}

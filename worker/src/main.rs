@@ -85,8 +85,7 @@ fn main() -> Result<()> {
         parent_pid,
         runtime_fd: ruby_module.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
-    let report = sandbox::apply_early(&sandbox_config, &inherited, || runtimes::open_proc_files(language))
-        .context("sandbox setup failed; refusing to serve")?;
+    let report = sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
     tracing::info!(language = language.as_str(), "sandbox: {report}");
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
     // to that number just before exec; nothing else in this process knows the number,

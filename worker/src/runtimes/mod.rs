@@ -99,20 +99,6 @@ impl Blank {
     }
 }
 
-/// Opens what `language`'s runtime needs under /proc, before the sandbox takes
-/// /proc away (see [`crate::sandbox::apply_early`]). The wasm engine resets a used
-/// instance slot by asking `/proc/self/pagemap` which pages the last invocation
-/// dirtied (the `PAGEMAP_SCAN` ioctl), so it rewrites only those: no `madvise`, no
-/// page faults on the next invocation. wasmtime opens the file once per process,
-/// here. Without it (an old kernel) slots are reset by `memset`, still correct.
-/// Only wasm workers: their guests cannot reach host descriptors.
-pub fn open_proc_files(language: Language) {
-    if language == Language::Wasm {
-        let available = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available();
-        tracing::debug!(available, "PAGEMAP_SCAN");
-    }
-}
-
 pub fn parse_language(s: &str) -> Result<Language> {
     Language::parse(s).ok_or_else(|| anyhow::anyhow!("unknown language {s}"))
 }

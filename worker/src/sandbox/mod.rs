@@ -15,8 +15,6 @@
 //!  4. `no_new_privs`: no exec can ever gain privileges (Landlock and seccomp need it).
 //!  5. `rlimits`: core 0, open files, file size 0, CPU and memory backstops.
 //!  6. `netns`: a new network namespace with no interfaces (root only).
-//!     Then the caller's `open_proc_files`: what the runtime must open under /proc
-//!     (wasmtime's /proc/self/pagemap), while this process may still open it.
 //!  7. `privileges`: drop to the configured uid/gid (root only).
 //!  8. `parent_death` again, when 7 ran: a uid/gid change clears the signal.
 //!  9. `not_dumpable`: no core, no ptrace and no /proc/<pid>/mem for the same uid.
@@ -142,7 +140,7 @@ pub(crate) enum Done {
 ///
 /// # Errors
 /// The first step that failed and may not be degraded; the worker must exit.
-pub fn apply_early(config: &SandboxConfig, inherited: &Inherited, open_proc_files: impl FnOnce()) -> Result<Report, SandboxError> {
+pub fn apply_early(config: &SandboxConfig, inherited: &Inherited) -> Result<Report, SandboxError> {
     let on = &config.layers;
     let mut run = Run::new(config);
     // 1. First: if the supervisor is already gone, do nothing else at all.
@@ -161,9 +159,6 @@ pub fn apply_early(config: &SandboxConfig, inherited: &Inherited, open_proc_file
     run.step(Layer::Rlimits, on.rlimits, || rlimits::apply_early(&config.limits))?;
     // 6. Needs CAP_SYS_ADMIN, so before the drop.
     run.step(Layer::NetNs, on.netns, netns::unshare_network)?;
-    // Before 7 and 9: a uid change or PR_SET_DUMPABLE=0 makes /proc/self root's,
-    // unreadable to the worker's own user. Descriptors opened here stay usable.
-    open_proc_files();
     // 7. Last of the privileged steps: it takes away the capabilities they need.
     run.step(Layer::Privileges, on.drop_privileges, || privileges::drop_to(config.run_as))?;
     // 8. A uid/gid change clears the parent-death signal (prctl(2)), so set it again.

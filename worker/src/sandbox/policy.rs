@@ -20,8 +20,7 @@
 //! bind, listen, accept, accept4, recvmsg/sendmsg (no descriptor passing); fork,
 //! vfork, clone without CLONE_THREAD (no processes); execve, execveat; kill/tgkill
 //! to any other pid; the setuid/setgid family and capset; mount, umount2, unshare,
-//! setns, chroot, pivot_root; ioctl other than PAGEMAP_SCAN (no terminal or device
-//! work); io_uring_* (its
+//! setns, chroot, pivot_root; ioctl (no terminal or device work); io_uring_* (its
 //! operations would bypass this filter); openat2; pidfd_*; landlock_*; seccomp;
 //! dup*, pipe*; mlock*; pkey_*.
 //!
@@ -38,10 +37,6 @@ pub enum Action {
 pub const ALLOW: Action = Action::Allow;
 pub const ENOSYS: Action = Action::Errno(libc::ENOSYS);
 pub const KILL: Action = Action::Kill;
-
-/// `_IOWR('f', 16, struct pm_scan_arg)` (96 bytes), from linux/fs.h; not in libc yet.
-/// It only reads this process's own page table flags.
-pub const PAGEMAP_SCAN: u64 = 0xC060_6610;
 
 /// The errno for every syscall not listed.
 pub const DEFAULT_ERRNO: i32 = libc::EPERM;
@@ -85,8 +80,6 @@ pub struct Rule {
 const fn int_eq(index: u8, value: i32) -> Arg {
     Arg { index, width: Width::Int, check: Check::Eq(value as u64) }
 }
-/// `ioctl`'s request is an `unsigned int`: the low 32 bits, unsigned.
-const PAGEMAP_SCAN_REQUEST: Arg = Arg { index: 1, width: Width::Int, check: Check::Eq(PAGEMAP_SCAN) };
 const fn int_masked(index: u8, mask: i32, value: i32) -> Arg {
     Arg { index, width: Width::Int, check: Check::MaskedEq { mask: mask as u64, value: value as u64 } }
 }
@@ -163,7 +156,6 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_madvise, "wasmtime: slot reset (MADV_DONTNEED); glibc free"),
     rule!(ALLOW, SYS_mremap, "glibc realloc of large blocks"),
     rule!(ALLOW, SYS_brk, "glibc malloc"),
-    rule!(ALLOW, SYS_ioctl, [PAGEMAP_SCAN_REQUEST], "wasmtime: which pages of a used slot to reset (its own /proc/self/pagemap)"),
     rule!(ALLOW, SYS_membarrier, "wasmtime: JIT icache coherence on aarch64/riscv64 (compiling on Init)"),
     // Signals, for wasmtime's trap handling and for aborting.
     rule!(ALLOW, SYS_rt_sigaction, "glibc abort; RustPython signal module"),
@@ -274,6 +266,7 @@ mod tests {
             libc::SYS_chroot,
             libc::SYS_pivot_root,
             libc::SYS_io_uring_setup,
+            libc::SYS_ioctl,
             libc::SYS_seccomp,
             libc::SYS_landlock_restrict_self,
             libc::SYS_openat2,
@@ -281,13 +274,6 @@ mod tests {
         for nr in refused {
             assert!(rules().all(|r| r.nr != nr), "syscall {nr} must not be in the policy");
         }
-    }
-
-    #[test]
-    fn ioctl_is_allowed_only_for_pagemap_scan() {
-        let ioctls: Vec<&Rule> = rules().filter(|r| r.nr == libc::SYS_ioctl).collect();
-        assert_eq!(ioctls.len(), 1);
-        assert!(matches!(ioctls[0].when, [Arg { index: 1, check: Check::Eq(PAGEMAP_SCAN), .. }]));
     }
 
     #[test]

@@ -17,6 +17,12 @@ use super::{Completed, Failure};
 /// value of a repeated one wins, as Vert.x's `getParam` does); header names are
 /// lower case; the body is text (invalid UTF-8 replaced).
 pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
+    request_value(function, request).to_string()
+}
+
+/// The request envelope as a JSON value, for a runtime that builds its objects
+/// natively instead of parsing the text.
+pub fn request_value(function: &str, request: &HttpRequest) -> Value {
     let mut query = Map::new();
     for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
         query.entry(k.into_owned()).or_insert(Value::String(v.into_owned()));
@@ -33,7 +39,6 @@ pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
         "headers": headers,
         "body": String::from_utf8_lossy(&request.body),
     })
-    .to_string()
 }
 
 #[derive(Deserialize)]

@@ -27,7 +27,7 @@ use boa_gc::{Finalize, Trace};
 use polyfaas_protocol::{FailureKind, HttpRequest, Init, Prepare, Stats};
 
 use self::loader::RootedLoader;
-use super::script::{LogBuffer, request_envelope, response_from_envelope};
+use super::script::{LogBuffer, request_value, response_from_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -184,8 +184,9 @@ fn install_console(context: &mut Context, logs: &Rc<RefCell<LogBuffer>>) -> JsRe
 
 impl JsFunctionRuntime {
     /// Calls the handler through the prelude; returns the response envelope.
-    fn call(&mut self, envelope: String) -> JsResult<String> {
-        let args = [self.handler.clone().into(), JsValue::from(JsString::from(envelope.as_str()))];
+    fn call(&mut self, envelope: &serde_json::Value) -> JsResult<String> {
+        let request = JsValue::from_json(envelope, &mut self.context)?;
+        let args = [self.handler.clone().into(), request];
         let mut result = self.invoke.call(&JsValue::undefined(), &args, &mut self.context)?;
         // Microtasks queued by the handler run now; an async handler settles here.
         self.context.run_jobs()?;
@@ -210,9 +211,9 @@ impl Runtime for JsFunctionRuntime {
         // Boa cannot be interrupted: the supervisor's hard deadline kills this
         // worker if the handler runs past its timeout.
         let started = Instant::now();
-        let envelope = request_envelope(&self.function, &request);
+        let envelope = request_value(&self.function, &request);
         drop(request);
-        let outcome = self.call(envelope);
+        let outcome = self.call(&envelope);
         let cold = std::mem::replace(&mut self.cold, false);
         let overflowed = self.logs.borrow().overflowed();
         let mut logs = self.logs.borrow_mut().take();

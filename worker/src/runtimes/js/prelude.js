@@ -4,8 +4,9 @@
 (function () {
   "use strict";
   const parse = JSON.parse, stringify = JSON.stringify;
-  function invoke(handler, envelope) {
-    const req = parse(envelope);
+  // `req` is the request envelope, already an object: the host builds it
+  // natively (Boa's JSON.parse runs its full JavaScript parser).
+  function invoke(handler, req) {
     const res = { ended: false, status: 200, headers: [], body: null };
     const request = {
       getParam(name) {

@@ -70,8 +70,8 @@ class Response:
         return self
 
 
-def _dumps(value):
-    return _json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every call: json.dumps with arguments builds a new one each time.
+_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class Ctx:

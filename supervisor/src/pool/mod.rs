@@ -171,7 +171,7 @@ impl Pool {
     /// Starts the blank workers of every language.
     pub fn warm_up(&self) {
         for (language, _) in &self.inner.config.languages {
-            self.inner.replenish(*language);
+            self.inner.replenish(*language, false);
         }
     }
 
@@ -395,7 +395,7 @@ impl Pool {
             let blank = match step {
                 Step::Warm(worker) => return Ok(Lease { worker, key }),
                 Step::Blank(worker) => {
-                    self.inner.replenish(language);
+                    self.inner.replenish(language, true);
                     worker
                 }
                 Step::Spawn(victim) => {

@@ -400,7 +400,11 @@ impl Pool {
                 }
                 Step::Spawn(victim) => {
                     drop(victim);
-                    match self.inner.clone().start_worker(language, true).await {
+                    let started = self.inner.clone().start_worker(language, true).await;
+                    // No blank worker was ready: make sure the next cold start
+                    // of this language finds one.
+                    self.inner.replenish(language, true);
+                    match started {
                         Ok(worker) => worker,
                         Err(e) => {
                             self.inner.forget_one();

@@ -30,8 +30,9 @@ pub struct AppState {
 
 pub async fn run(config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
-    // Worker drivers get their own runtime, so a busy HTTP thread never delays
-    // noticing a dead worker or a missed deadline.
+    // Worker watchers (exit, kill, retire) and process starts get their own
+    // runtime, so a busy HTTP thread never delays noticing a dead worker. The
+    // exchanges themselves run on the request's thread.
     let pool_runtime = PoolRuntime(Some(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

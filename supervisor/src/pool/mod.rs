@@ -123,7 +123,7 @@ struct Inner {
     next_worker_id: AtomicU64,
     next_invocation_id: AtomicU64,
     telemetry: Arc<Telemetry>,
-    /// Worker drivers run here, not on the HTTP server's threads.
+    /// Worker watchers and process starts run here, not on the HTTP server's threads.
     runtime: tokio::runtime::Handle,
 }
 
@@ -229,7 +229,7 @@ impl Pool {
             }
             retired
         };
-        // Dropped outside the lock: each driver then shuts its worker down.
+        // Dropped outside the lock: each closes its socket, and its worker exits.
         drop(retired);
     }
 

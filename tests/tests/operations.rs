@@ -277,3 +277,44 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
+
+/// As root, workers run as `nobody`: a data dir they cannot reach (here: inside a
+/// 0700 directory) is refused at startup with a message that says why, and the
+/// server exits instead of starting workers that would all fail.
+#[test]
+fn a_data_dir_the_workers_cannot_reach_is_refused_at_startup() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root drops workers to another user");
+        return;
+    }
+    let closed = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(closed.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod 0700");
+    let mut child = std::process::Command::new(common::bin_dir().join("polyfaas"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--ruby-wasm", "/nonexistent", "--data-dir"])
+        .arg(closed.path().join("data"))
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting polyfaas");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
+            panic!("polyfaas kept running with a data dir its workers cannot reach; it said:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the data dir") && stderr.contains("is not searchable"), "{stderr}");
+}

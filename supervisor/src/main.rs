@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server. Precedence: flags, then POLYFAAS_* env vars, then --config, then defaults.
-    Serve(config::Settings),
+    Serve(Box<config::Settings>),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(settings) => {
-            let config = settings.load()?;
+            let config = (*settings).load()?;
             init_logging(config.log_format);
             actix_web::rt::System::new().block_on(server::run(config))
         }

@@ -168,7 +168,7 @@ fn load_error(vm: &VirtualMachine, exc: &PyBaseExceptionRef, bundle: &Path, entr
     let trace = exception_text(vm, exc);
     let prefix = format!("{}/", bundle.to_string_lossy());
     let trace = trace.replace(&prefix, "");
-    let last_frame = trace.lines().filter(|l| l.trim_start().starts_with("File ")).last().map(str::trim);
+    let last_frame = trace.lines().rev().find(|l| l.trim_start().starts_with("File ")).map(str::trim);
     let what = trace.lines().last().unwrap_or("error").trim();
     match last_frame {
         Some(frame) => format!("{what} ({frame})"),

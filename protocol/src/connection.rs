@@ -113,9 +113,7 @@ mod tests {
     async fn frames_cross_a_socket_and_eof_is_clean() {
         let (a, b) = UnixStream::pair().expect("pair");
         let (mut a, mut b) = (Connection::new(a), Connection::new(b));
-        a.write_frame(&FromWorker::Hello { pid: 42, protocol_version: crate::PROTOCOL_VERSION })
-            .await
-            .expect("write");
+        a.write_frame(&FromWorker::Hello { pid: 42, protocol_version: crate::PROTOCOL_VERSION }).await.expect("write");
         a.write_frame(&ToWorker::Shutdown).await.expect("write");
         assert_eq!(b.read_hello().await.expect("hello"), 42);
         assert_eq!(b.read_frame::<ToWorker>().await.expect("read"), Some(ToWorker::Shutdown));

@@ -122,11 +122,7 @@ mod tests {
                 limits: Limits { timeout_ms: 1, memory_mb: 2, max_output_bytes: 3 },
                 env: vec![("K".into(), "V".into())],
             }),
-            ToWorker::Prepare(Prepare {
-                language: Language::Js,
-                bundle_dir: "/d".into(),
-                entrypoint: "h.js".into(),
-            }),
+            ToWorker::Prepare(Prepare { language: Language::Js, bundle_dir: "/d".into(), entrypoint: "h.js".into() }),
         ];
         for msg in to {
             let bytes = encode(&msg).expect("encodes");

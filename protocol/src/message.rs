@@ -23,13 +23,32 @@ pub enum ToWorker {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
     /// Sent once, as soon as the worker runs.
-    Hello { pid: u32, protocol_version: u32 },
-    Prepared { artifacts: Vec<Artifact> },
-    PrepareError { message: String },
+    Hello {
+        pid: u32,
+        protocol_version: u32,
+    },
+    Prepared {
+        artifacts: Vec<Artifact>,
+    },
+    PrepareError {
+        message: String,
+    },
     InitOk,
-    InitError { message: String },
-    Response { id: u64, response: HttpResponse, logs: Logs, stats: Stats },
-    Failure { id: u64, kind: FailureKind, message: String, logs: Logs },
+    InitError {
+        message: String,
+    },
+    Response {
+        id: u64,
+        response: HttpResponse,
+        logs: Logs,
+        stats: Stats,
+    },
+    Failure {
+        id: u64,
+        kind: FailureKind,
+        message: String,
+        logs: Logs,
+    },
 }
 
 /// The runtime a bundle is written for (`metadata.json` `language`).

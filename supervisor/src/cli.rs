@@ -49,9 +49,14 @@ pub fn run(client: &Client, command: Command) -> Result<()> {
     let agent = ureq::AgentBuilder::new().build();
     let (status, body) = match command {
         Command::Deploy { path, name, keep } => {
-            let zip = if path.is_dir() { zip_folder(&path)? } else { std::fs::read(&path).with_context(|| format!("reading {}", path.display()))? };
+            let zip = if path.is_dir() {
+                zip_folder(&path)?
+            } else {
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+            };
             let query = keep.map(|k| format!("?keep={k}")).unwrap_or_default();
-            let request = agent.put(&format!("{base}/api/v1/functions/{name}{query}")).set("content-type", "application/zip");
+            let request =
+                agent.put(&format!("{base}/api/v1/functions/{name}{query}")).set("content-type", "application/zip");
             send(request.send(Progress::new(zip)))?
         }
         Command::Invoke { name, data } => {

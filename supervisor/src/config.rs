@@ -203,7 +203,8 @@ impl Settings {
         let admin_token = match (self.admin_token, &self.admin_token_file) {
             (Some(token), _) => Some(token),
             (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("reading admin token file {}", file.display()))?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading admin token file {}", file.display()))?;
                 Some(text.lines().next().unwrap_or_default().trim().to_string())
             }
             (None, None) => None,

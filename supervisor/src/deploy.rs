@@ -13,14 +13,24 @@ use crate::store::{Deployed, FunctionName, Staged, StoreError};
 
 /// Deploys `zip` as the new current version of `name`, then keeps only the newest
 /// `keep` versions on disk.
-pub async fn deploy(state: &AppState, name: FunctionName, zip: Vec<u8>, keep: usize) -> Result<Arc<Deployed>, ApiError> {
+pub async fn deploy(
+    state: &AppState,
+    name: FunctionName,
+    zip: Vec<u8>,
+    keep: usize,
+) -> Result<Arc<Deployed>, ApiError> {
     let bytes = zip.len();
     let result = deploy_inner(state, name, zip, keep).await;
     state.telemetry.upload(result.as_ref().map_or_else(|e| e.code, |_| "ok"), bytes);
     result
 }
 
-async fn deploy_inner(state: &AppState, name: FunctionName, zip: Vec<u8>, keep: usize) -> Result<Arc<Deployed>, ApiError> {
+async fn deploy_inner(
+    state: &AppState,
+    name: FunctionName,
+    zip: Vec<u8>,
+    keep: usize,
+) -> Result<Arc<Deployed>, ApiError> {
     let _one_at_a_time = state.deploys.lock().await;
     let store = state.store.clone();
     let staged = blocking(move || store.stage(&name, &zip)).await??;
@@ -47,7 +57,9 @@ async fn deploy_inner(state: &AppState, name: FunctionName, zip: Vec<u8>, keep: 
     tracing::info!(function = %deployed.name, version = deployed.version, "deployed");
     let (store, name) = (state.store.clone(), deployed.name.clone());
     match blocking(move || store.prune(&name, keep)).await? {
-        Ok(removed) if !removed.is_empty() => tracing::info!(function = %deployed.name, ?removed, "old versions pruned"),
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(function = %deployed.name, ?removed, "old versions pruned")
+        }
         Ok(_) => {}
         // The new version is committed and serving; a failed prune only leaves files.
         Err(e) => tracing::warn!(function = %deployed.name, "cannot prune old versions: {e}"),

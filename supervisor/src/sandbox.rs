@@ -15,8 +15,16 @@ use crate::config::Config;
 
 /// Layer names the worker accepts in `layers` (its `SandboxConfig`).
 const LAYERS: [&str; 10] = [
-    "parent-death", "new-session", "close-fds", "no-new-privs", "rlimits", "netns", "drop-privileges", "not-dumpable",
-    "landlock", "seccomp",
+    "parent-death",
+    "new-session",
+    "close-fds",
+    "no-new-privs",
+    "rlimits",
+    "netns",
+    "drop-privileges",
+    "not-dumpable",
+    "landlock",
+    "seccomp",
 ];
 
 /// The arguments every worker gets: `--parent-pid` and `--sandbox`.
@@ -32,7 +40,8 @@ pub fn worker_args(config: &Config) -> Result<Vec<OsString>> {
     if config.sandbox_allow_degraded {
         warn!("sandbox-allow-degraded: workers serve even when a sandbox layer cannot be applied");
     }
-    let (uid, gid) = if is_root() { (uid_of(&config.worker_user)?, gid_of(&config.worker_group)?) } else { (65534, 65534) };
+    let (uid, gid) =
+        if is_root() { (uid_of(&config.worker_user)?, gid_of(&config.worker_group)?) } else { (65534, 65534) };
     let data = config.data_dir.canonicalize().context("resolving the data dir")?;
     let sandbox = json!({
         "layers": layers,
@@ -70,7 +79,13 @@ pub fn prepare_data_dir(config: &Config) -> Result<()> {
     for dir in data_dir.ancestors().skip(1) {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(dir)?;
-        let search = if meta.uid() == uid { 0o100 } else if meta.gid() == gid { 0o010 } else { 0o001 };
+        let search = if meta.uid() == uid {
+            0o100
+        } else if meta.gid() == gid {
+            0o010
+        } else {
+            0o001
+        };
         if meta.mode() & search == 0 {
             bail!(
                 "workers run as {} (uid {uid}) and cannot reach the data dir {}: {} is not searchable by them. \

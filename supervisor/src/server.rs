@@ -79,7 +79,8 @@ pub async fn run(config: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     let functions = store.list().len();
     let drain = config.drain_timeout;
-    let state = web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
+    let state =
+        web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

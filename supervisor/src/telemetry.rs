@@ -109,17 +109,33 @@ impl Telemetry {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let invocations = Family::<InvocationLabels, Counter>::default();
-        registry.register("polyfaas_invocations", "Invocations by function and outcome (ok or the error code)", invocations.clone());
+        registry.register(
+            "polyfaas_invocations",
+            "Invocations by function and outcome (ok or the error code)",
+            invocations.clone(),
+        );
         let latency = Family::<FunctionLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("polyfaas_invocation_duration_seconds", "Invocation latency as the server saw it", latency.clone());
+        registry.register(
+            "polyfaas_invocation_duration_seconds",
+            "Invocation latency as the server saw it",
+            latency.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register("polyfaas_queue_depth", "Invocations waiting for a worker", queue_depth.clone());
         let workers = Family::<StateLabel, Gauge>::default();
         registry.register("polyfaas_workers", "Worker processes by state", workers.clone());
         let restarts = Family::<ReasonLabel, Counter>::default();
-        registry.register("polyfaas_worker_restarts", "Workers ended other than by retirement, by reason", restarts.clone());
+        registry.register(
+            "polyfaas_worker_restarts",
+            "Workers ended other than by retirement, by reason",
+            restarts.clone(),
+        );
         let cold_starts = Family::<LanguageLabel, Counter>::default();
-        registry.register("polyfaas_cold_starts", "Invocations that first loaded their function into a worker", cold_starts.clone());
+        registry.register(
+            "polyfaas_cold_starts",
+            "Invocations that first loaded their function into a worker",
+            cold_starts.clone(),
+        );
         let uploads = Family::<OutcomeLabel, Counter>::default();
         registry.register("polyfaas_uploads", "Uploads by outcome (ok or the error code)", uploads.clone());
         let upload_bytes = Counter::default();
@@ -164,7 +180,8 @@ impl Telemetry {
             text.truncate(cut);
             truncated = true;
         }
-        let entry = LogEntry { request_id: request_id.into(), at_unix: unix_now(), outcome: outcome.into(), text, truncated };
+        let entry =
+            LogEntry { request_id: request_id.into(), at_unix: unix_now(), outcome: outcome.into(), text, truncated };
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         let history = &mut functions.entry(function.to_string()).or_default().recent_logs;
         if history.len() == LOG_HISTORY {

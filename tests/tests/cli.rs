@@ -60,7 +60,8 @@ fn the_cli_deploys_every_bundle_folder_and_invokes_it() {
     let (ok, out) = polyfaas(&server, &["logs", "hello-python"]);
     assert!(ok && out.contains("hello-python: greeting"), "{out}");
 
-    let (ok, _) = polyfaas(&server, &["deploy", bundles.join("hello-js").to_str().expect("utf-8"), "--name", "hello-js"]);
+    let (ok, _) =
+        polyfaas(&server, &["deploy", bundles.join("hello-js").to_str().expect("utf-8"), "--name", "hello-js"]);
     assert!(ok);
     let (ok, out) = polyfaas(&server, &["rollback", "hello-js"]);
     assert!(ok && out.contains("\"version\":1"), "{out}");

@@ -108,12 +108,20 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         // 2. A memory bomb: stopped at the function's limit, the worker replaced if it died.
         let r = server.invoke(&name, &json!({"action": "alloc", "mb": 4096}));
         assert_eq!(r.status, 502, "{lang}: {}", r.text());
-        assert!(matches!(code(&r).as_deref(), Some("memory_limit" | "worker_crashed" | "handler_error")), "{lang}: {}", r.text());
+        assert!(
+            matches!(code(&r).as_deref(), Some("memory_limit" | "worker_crashed" | "handler_error")),
+            "{lang}: {}",
+            r.text()
+        );
 
         // 3. Deep recursion: a clean error, no hung worker.
         let r = server.invoke(&name, &json!({"action": "recurse"}));
         assert_eq!(r.status, 502, "{lang}: {}", r.text());
-        assert_eq!(server.invoke(&name, &json!({"action": "plain", "n": 3})).status, 200, "{lang}: serves after recursion");
+        assert_eq!(
+            server.invoke(&name, &json!({"action": "plain", "n": 3})).status,
+            200,
+            "{lang}: serves after recursion"
+        );
 
         // 4. Reading outside its own bundle.
         refused(&server, &name, lang, json!({"action": "readFile", "path": "/etc/passwd"}));
@@ -137,7 +145,12 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
 
         // 9. 100 MB of output: capped, 502 response_too_large, memory bounded.
         let r = server.invoke(&name, &json!({"action": "flood", "bytes": 100 << 20}));
-        assert_eq!((r.status, code(&r).as_deref()), (502, Some("response_too_large")), "{lang}: {}", &r.text()[..r.text().len().min(300)]);
+        assert_eq!(
+            (r.status, code(&r).as_deref()),
+            (502, Some("response_too_large")),
+            "{lang}: {}",
+            &r.text()[..r.text().len().min(300)]
+        );
 
         // 10. The environment: the function's own, nothing of the server's.
         let r = server.invoke(&name, &json!({"action": "env"}));
@@ -146,7 +159,9 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         let env = if lang == "wasm" { out.clone() } else { out["result"].clone() };
         let env = env.as_object().cloned().unwrap_or_default();
         for key in env.keys() {
-            let allowed = key == "OWN_SECRET" || (lang == "wasm" && (key.starts_with("HTTP_") || key.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
+            let allowed = key == "OWN_SECRET"
+                || (lang == "wasm"
+                    && (key.starts_with("HTTP_") || key.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
             assert!(allowed && !key.starts_with("POLYFAAS"), "{lang}: leaked {key}: {out}");
         }
         if lang != "js" {

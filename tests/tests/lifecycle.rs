@@ -26,7 +26,10 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
             if path.is_dir() {
                 stack.push(path.clone());
             }
-            out.push((path.strip_prefix(dir).expect("under").display().to_string(), entry.metadata().map(|m| m.len()).unwrap_or(0)));
+            out.push((
+                path.strip_prefix(dir).expect("under").display().to_string(),
+                entry.metadata().map(|m| m.len()).unwrap_or(0),
+            ));
         }
     }
     out.sort();
@@ -79,7 +82,14 @@ fn with_encrypted_flag() -> Vec<u8> {
 
 #[test]
 fn hostile_uploads_are_refused_store_nothing_and_the_current_version_serves() {
-    let server = Server::start(&["--max-upload-bytes", "2000000", "--max-unpacked-bytes", "3000000", "--max-bundle-entries", "50"]);
+    let server = Server::start(&[
+        "--max-upload-bytes",
+        "2000000",
+        "--max-unpacked-bytes",
+        "3000000",
+        "--max-bundle-entries",
+        "50",
+    ]);
     assert_eq!(server.deploy("f", &zip(&[("metadata.json", META), ("h.js", CODE)])).status, 201);
     let before = listing(&server.data_dir.join("functions"));
     let big = vec![b'a'; 2_500_000];
@@ -92,7 +102,12 @@ fn hostile_uploads_are_refused_store_nothing_and_the_current_version_serves() {
     let meta = |m: &str| zip(&[("metadata.json", m.as_bytes()), ("h.js", CODE)]);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("body over the upload cap", vec![0u8; 2_100_000], 413, "too_large"),
-        ("unpacked over the cap", zip(&[("metadata.json", META), ("h.js", CODE), ("r.bin", &random), ("r2.bin", &random)]), 413, "too_large"),
+        (
+            "unpacked over the cap",
+            zip(&[("metadata.json", META), ("h.js", CODE), ("r.bin", &random), ("r2.bin", &random)]),
+            413,
+            "too_large",
+        ),
         ("more entries than the cap", zip(&many_refs), 400, "too_many_entries"),
         ("zip bomb", zip(&[("metadata.json", META), ("h.js", CODE), ("bomb.txt", &big)]), 400, "zip_bomb"),
         ("../ traversal", zip(&[("metadata.json", META), ("../h.js", CODE)]), 400, "unsafe_path"),
@@ -112,9 +127,30 @@ fn hostile_uploads_are_refused_store_nothing_and_the_current_version_serves() {
         ("no entrypointFile", meta(r#"{"language":"js"}"#), 400, "invalid_bundle"),
         ("entrypoint absent", meta(r#"{"language":"js","entrypointFile":"missing.js"}"#), 400, "invalid_bundle"),
         ("entrypoint outside", meta(r#"{"language":"js","entrypointFile":"../h.js"}"#), 400, "invalid_bundle"),
-        ("timeout out of range", meta(r#"{"language":"js","entrypointFile":"h.js","timeoutMs":99999999}"#), 400, "invalid_bundle"),
-        ("memory out of range", meta(r#"{"language":"js","entrypointFile":"h.js","memoryMb":0}"#), 400, "invalid_bundle"),
-        ("wasm that does not validate", with_options(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"m.wasm"}"#), ("m.wasm", b"\0asm\x01\0\0\0garbage")], stored), 400, "invalid_handler"),
+        (
+            "timeout out of range",
+            meta(r#"{"language":"js","entrypointFile":"h.js","timeoutMs":99999999}"#),
+            400,
+            "invalid_bundle",
+        ),
+        (
+            "memory out of range",
+            meta(r#"{"language":"js","entrypointFile":"h.js","memoryMb":0}"#),
+            400,
+            "invalid_bundle",
+        ),
+        (
+            "wasm that does not validate",
+            with_options(
+                &[
+                    ("metadata.json", br#"{"language":"wasm","entrypointFile":"m.wasm"}"#),
+                    ("m.wasm", b"\0asm\x01\0\0\0garbage"),
+                ],
+                stored,
+            ),
+            400,
+            "invalid_handler",
+        ),
     ];
     for (what, body, status, code) in cases {
         let r = server.deploy("f", &body);
@@ -129,7 +165,10 @@ fn hostile_uploads_are_refused_store_nothing_and_the_current_version_serves() {
 }
 
 fn versioned(n: u32) -> Vec<u8> {
-    zip(&[("metadata.json", META), ("h.js", format!("function handler(ctx) {{ return {{ version: {n} }}; }}\nhandler\n").as_bytes())])
+    zip(&[
+        ("metadata.json", META),
+        ("h.js", format!("function handler(ctx) {{ return {{ version: {n} }}; }}\nhandler\n").as_bytes()),
+    ])
 }
 
 #[test]
@@ -189,9 +228,13 @@ fn rollback_and_retention() {
     let r = server.call("PUT", "/api/v1/functions/r?keep=3", &[("content-type", "application/zip")], &versioned(6));
     assert_eq!(r.status, 201, "{}", r.text());
     let described = server.get("/api/v1/functions/r").json();
-    let versions: Vec<u64> = described["versions"].as_array().expect("versions").iter().filter_map(|v| v["version"].as_u64()).collect();
+    let versions: Vec<u64> =
+        described["versions"].as_array().expect("versions").iter().filter_map(|v| v["version"].as_u64()).collect();
     assert_eq!(versions, vec![4, 5, 6], "exactly three kept");
-    let on_disk = std::fs::read_dir(server.data_dir.join("functions/r")).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir())).count();
+    let on_disk = std::fs::read_dir(server.data_dir.join("functions/r"))
+        .expect("dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
     assert_eq!(on_disk, 3, "three version directories on disk");
     assert_eq!(server.invoke("r", &json!({})).json()["version"], 6);
     let _ = wasm_bundle;
@@ -231,7 +274,10 @@ fn kill_9_during_uploads_leaves_the_old_or_the_new_version() {
         let is_new = out["name_twice"] == "Ann Ann";
         assert!(is_old || is_new, "round {round}: neither version: {out}");
         saw_new |= is_new;
-        assert!(std::fs::read_dir(dir.path().join("staging")).expect("staging").next().is_none(), "round {round}: leftovers cleaned");
+        assert!(
+            std::fs::read_dir(dir.path().join("staging")).expect("staging").next().is_none(),
+            "round {round}: leftovers cleaned"
+        );
         // Put the old version back for the next round.
         if is_new {
             assert_eq!(server.deploy("crashy", &old).status, 201);

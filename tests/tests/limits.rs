@@ -18,7 +18,9 @@ fn fire(server: &Server, name: &str, n: usize, ms: u64) -> Vec<common::Reply> {
     let threads: Vec<_> = (0..n)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || common::call(&url, "POST", &[], json!({"action": "sleep", "ms": ms}).to_string().as_bytes()))
+            std::thread::spawn(move || {
+                common::call(&url, "POST", &[], json!({"action": "sleep", "ms": ms}).to_string().as_bytes())
+            })
         })
         .collect();
     threads.into_iter().map(|t| t.join().expect("client")).collect()
@@ -56,7 +58,10 @@ fn a_function_that_keeps_failing_to_start_is_unhealthy_and_others_carry_on() {
     let server = Server::start(&[]);
     // Passes the upload's dry run (in staging/), fails every real Init (in functions/).
     let code = "if '/functions/' in __file__:\n    raise RuntimeError('broken at init')\n\ndef handler(ctx):\n    return 'never'\n";
-    let zip = common::zip(&[("metadata.json", br#"{"language":"python","entrypointFile":"handler.py"}"#), ("handler.py", code.as_bytes())]);
+    let zip = common::zip(&[
+        ("metadata.json", br#"{"language":"python","entrypointFile":"handler.py"}"#),
+        ("handler.py", code.as_bytes()),
+    ]);
     assert_eq!(server.deploy("flaky", &zip).status, 201);
     assert_eq!(server.deploy("healthy", &wasm_bundle("hello-wasm", None)).status, 201);
     for _ in 0..3 {
@@ -73,7 +78,10 @@ fn a_function_that_keeps_failing_to_start_is_unhealthy_and_others_carry_on() {
         assert_eq!(server.invoke("healthy", &json!({"name": "ok"})).status, 200);
     }
     // A new version starts healthy.
-    let fixed = common::zip(&[("metadata.json", br#"{"language":"python","entrypointFile":"handler.py"}"#), ("handler.py", b"def handler(ctx):\n    return 'fixed'\n")]);
+    let fixed = common::zip(&[
+        ("metadata.json", br#"{"language":"python","entrypointFile":"handler.py"}"#),
+        ("handler.py", b"def handler(ctx):\n    return 'fixed'\n"),
+    ]);
     assert_eq!(server.deploy("flaky", &fixed).status, 201);
     assert_eq!(server.invoke("flaky", &json!({})).text(), "fixed");
 }

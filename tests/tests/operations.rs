@@ -49,7 +49,10 @@ fn admin_routes_need_the_token() {
     for w in &workers {
         let pid = w["pid"].as_u64().expect("pid") as u32;
         assert!(process_exists(pid), "worker {pid} exists");
-        assert!(["blank", "initializing", "idle", "busy", "draining"].contains(&w["state"].as_str().unwrap_or("")), "{w}");
+        assert!(
+            ["blank", "initializing", "idle", "busy", "draining"].contains(&w["state"].as_str().unwrap_or("")),
+            "{w}"
+        );
         assert!(w["rssBytes"].as_u64().unwrap_or(0) > 0, "{w}");
         assert!(["wasm", "js", "python", "ruby"].contains(&w["language"].as_str().unwrap_or("")), "{w}");
     }
@@ -168,7 +171,14 @@ fn metrics_parse_and_count_invocations() {
         .sum();
     assert_eq!(invocations, 8.0, "{text}");
     let has = |name: &str| scrape.samples.iter().any(|s| s.metric.starts_with(name));
-    for name in ["polyfaas_invocation_duration_seconds", "polyfaas_queue_depth", "polyfaas_workers", "polyfaas_cold_starts_total", "polyfaas_uploads_total", "polyfaas_upload_bytes_total"] {
+    for name in [
+        "polyfaas_invocation_duration_seconds",
+        "polyfaas_queue_depth",
+        "polyfaas_workers",
+        "polyfaas_cold_starts_total",
+        "polyfaas_uploads_total",
+        "polyfaas_upload_bytes_total",
+    ] {
         assert!(has(name), "{name} missing:\n{text}");
     }
     assert!(text.contains(r#"polyfaas_invocations_total{function="testkit",outcome="handler_error"} 1"#), "{text}");
@@ -254,7 +264,10 @@ fn kill_9_of_the_server_takes_its_workers_and_a_restart_serves_everything() {
     let workers = server.worker_pids();
     assert!(workers.len() >= 2, "{workers:?}");
     common::signal(server.pid(), libc::SIGKILL);
-    assert!(wait_until(Duration::from_secs(1), || workers.iter().all(|p| !process_exists(*p))), "workers gone within 1 s");
+    assert!(
+        wait_until(Duration::from_secs(1), || workers.iter().all(|p| !process_exists(*p))),
+        "workers gone within 1 s"
+    );
     drop(server);
 
     let server = Server::start_in(dir.path(), &[], &[]);
@@ -265,7 +278,19 @@ fn kill_9_of_the_server_takes_its_workers_and_a_restart_serves_everything() {
 #[test]
 fn the_systemd_unit_verifies() {
     let unit = std::fs::read_to_string(common::repo_root().join("deploy/polyfaas.service")).expect("unit file");
-    for key in ["Type=notify", "StateDirectory=polyfaas", "WatchdogSec=", "Restart=on-failure", "KillMode=mixed", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet="] {
+    for key in [
+        "Type=notify",
+        "StateDirectory=polyfaas",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "KillMode=mixed",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+        "CapabilityBoundingSet=",
+    ] {
         assert!(unit.contains(key), "{key}");
     }
     // verify checks that ExecStart exists: point it at the binary under test.
@@ -273,10 +298,13 @@ fn the_systemd_unit_verifies() {
     let path = dir.path().join("polyfaas.service");
     let bin = common::bin_dir().join("polyfaas");
     std::fs::write(&path, unit.replace("/usr/local/bin/polyfaas", bin.to_str().expect("utf-8"))).expect("write unit");
-    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (installed by scripts/test)");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (installed by scripts/test)");
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
-
 
 /// As root, workers run as `nobody`: a data dir they cannot reach (here: inside a
 /// 0700 directory) is refused at startup with a message that says why, and the

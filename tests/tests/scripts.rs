@@ -28,9 +28,15 @@ fn inline_bundle(lang: &str, code: &str) -> Vec<u8> {
 /// The original project's JavaScript example, written in each language.
 fn original_handler(lang: &str) -> &'static str {
     match lang {
-        "js" => "function handler(ctx) {\n    const response = `Hello from ${ctx.request().getParam(\"name\")}`;\n    ctx.json({ msg: response });\n}\n\nhandler\n",
-        "python" => "def handler(ctx):\n    ctx.json({\"msg\": \"Hello from \" + ctx.request().getParam(\"name\")})\n\nhandler\n",
-        "ruby" => "def handler(ctx)\n  ctx.json({\"msg\" => \"Hello from \" + ctx.request().getParam(\"name\")})\nend\n\nmethod(:handler)\n",
+        "js" => {
+            "function handler(ctx) {\n    const response = `Hello from ${ctx.request().getParam(\"name\")}`;\n    ctx.json({ msg: response });\n}\n\nhandler\n"
+        }
+        "python" => {
+            "def handler(ctx):\n    ctx.json({\"msg\": \"Hello from \" + ctx.request().getParam(\"name\")})\n\nhandler\n"
+        }
+        "ruby" => {
+            "def handler(ctx)\n  ctx.json({\"msg\" => \"Hello from \" + ctx.request().getParam(\"name\")})\nend\n\nmethod(:handler)\n"
+        }
         other => panic!("unknown language {other}"),
     }
 }
@@ -125,8 +131,17 @@ fn plain_returns_responders_and_json_round_trips() {
         assert_eq!(r.status, 200, "{lang}: {}", &r.text()[..r.text().len().min(300)]);
         assert_eq!(r.json(), payload, "{lang}: 1 MB round trip");
 
-        let r = server.call("GET", &format!("/fn/{name}/p/q?q=search%20me&name=ignored"), &[("x-test", "T")], br#"{"action":"params"}"#);
-        assert_eq!(r.json(), json!({"name": name, "q": "search me", "header": "T", "method": "GET", "path": "/p/q"}), "{lang}");
+        let r = server.call(
+            "GET",
+            &format!("/fn/{name}/p/q?q=search%20me&name=ignored"),
+            &[("x-test", "T")],
+            br#"{"action":"params"}"#,
+        );
+        assert_eq!(
+            r.json(),
+            json!({"name": name, "q": "search me", "header": "T", "method": "GET", "path": "/p/q"}),
+            "{lang}"
+        );
     }
 }
 
@@ -138,12 +153,19 @@ fn logs_are_captured_per_invocation() {
         deploy_ok(&server, &name, &dir_bundle(&name));
         for (id, text) in [("first", "line one"), ("second", "line two")] {
             let id = format!("{lang}-{id}");
-            let r = server.call("POST", &format!("/fn/{name}"), &[("x-request-id", &id)], json!({"action": "log", "text": text}).to_string().as_bytes());
+            let r = server.call(
+                "POST",
+                &format!("/fn/{name}"),
+                &[("x-request-id", &id)],
+                json!({"action": "log", "text": text}).to_string().as_bytes(),
+            );
             assert_eq!(r.status, 200, "{lang}: {}", r.text());
         }
         let logs = server.get(&format!("/api/v1/functions/{name}/logs")).json();
         let entries = logs["logs"].as_array().expect("entries");
-        let text_of = |id: String| entries.iter().find(|e| e["requestId"] == id).map(|e| e["text"].as_str().unwrap_or("").to_string());
+        let text_of = |id: String| {
+            entries.iter().find(|e| e["requestId"] == id).map(|e| e["text"].as_str().unwrap_or("").to_string())
+        };
         assert_eq!(text_of(format!("{lang}-first")).as_deref(), Some("line one\n"), "{lang}: {logs}");
         assert_eq!(text_of(format!("{lang}-second")).as_deref(), Some("line two\n"), "{lang}: {logs}");
     }
@@ -162,7 +184,12 @@ fn syntax_errors_are_refused_at_upload_and_exceptions_are_502s() {
         assert!(message.contains(entry_file(lang)) && message.contains('2'), "{lang}: names file and line: {message}");
         assert_eq!(server.get(&format!("/api/v1/functions/{name}")).json()["version"], 1, "{lang}: nothing stored");
 
-        let no_handler = inline_bundle(lang, if *lang == "ruby" { "x = 1\n" } else { "var x = 1;\n" }.replace("var ", if *lang == "python" { "" } else { "var " }).as_str());
+        let no_handler = inline_bundle(
+            lang,
+            if *lang == "ruby" { "x = 1\n" } else { "var x = 1;\n" }
+                .replace("var ", if *lang == "python" { "" } else { "var " })
+                .as_str(),
+        );
         let r = server.deploy(&name, &no_handler);
         assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_handler")), "{lang}: {}", r.text());
 
@@ -175,7 +202,11 @@ fn syntax_errors_are_refused_at_upload_and_exceptions_are_502s() {
         assert_eq!(after.worker_pid(), before, "{lang}: the same worker serves on");
         let logs = server.get(&format!("/api/v1/functions/{name}/logs")).json();
         assert!(
-            logs["logs"].as_array().expect("entries").iter().any(|e| e["outcome"] == "handler_error" && e["text"].as_str().unwrap_or("").contains("boom")),
+            logs["logs"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .any(|e| e["outcome"] == "handler_error" && e["text"].as_str().unwrap_or("").contains("boom")),
             "{lang}: the stack trace is in the logs: {logs}"
         );
     }
@@ -190,10 +221,18 @@ fn two_functions_in_one_language_do_not_share_globals() {
         deploy_ok(&server, &b, &dir_bundle(&format!("testkit-{lang}")));
         assert_eq!(server.invoke(&a, &json!({"action": "setGlobal", "value": "secret"})).status, 200);
         assert_eq!(server.invoke(&b, &json!({"action": "getGlobal"})).json(), json!({"value": null}), "{lang}");
-        assert_eq!(server.invoke(&a, &json!({"action": "getGlobal"})).json(), json!({"value": "secret"}), "{lang}: warm state persists");
+        assert_eq!(
+            server.invoke(&a, &json!({"action": "getGlobal"})).json(),
+            json!({"value": "secret"}),
+            "{lang}: warm state persists"
+        );
         // State persists within one function's worker, like a warm Lambda.
         let first = server.invoke(&a, &json!({"action": "count"})).json()["counter"].as_u64().expect("counter");
-        assert_eq!(server.invoke(&a, &json!({"action": "count"})).json()["counter"].as_u64(), Some(first + 1), "{lang}");
+        assert_eq!(
+            server.invoke(&a, &json!({"action": "count"})).json()["counter"].as_u64(),
+            Some(first + 1),
+            "{lang}"
+        );
     }
 }
 
@@ -219,7 +258,8 @@ fn script_deadlines_are_504s_and_the_server_carries_on() {
     for lang in LANGUAGES {
         let name = format!("slow-{lang}");
         let file = entry_file(lang);
-        let code = std::fs::read_to_string(common::repo_root().join(format!("bundles/testkit-{lang}/{file}"))).expect("testkit source");
+        let code = std::fs::read_to_string(common::repo_root().join(format!("bundles/testkit-{lang}/{file}")))
+            .expect("testkit source");
         let metadata = format!(r#"{{"language":"{lang}","entrypointFile":"{file}","timeoutMs":500}}"#);
         deploy_ok(&server, &name, &common::zip(&[("metadata.json", metadata.as_bytes()), (file, code.as_bytes())]));
         let started = std::time::Instant::now();
@@ -227,7 +267,10 @@ fn script_deadlines_are_504s_and_the_server_carries_on() {
         assert_eq!((r.status, r.json()["code"].as_str()), (504, Some("timeout")), "{lang}: {}", r.text());
         assert!(started.elapsed() < std::time::Duration::from_millis(1500), "{lang}: took {:?}", started.elapsed());
         assert!(
-            wait_until(std::time::Duration::from_secs(10), || server.invoke(&name, &json!({"action": "plain", "n": 2})).status == 200),
+            wait_until(std::time::Duration::from_secs(10), || server
+                .invoke(&name, &json!({"action": "plain", "n": 2}))
+                .status
+                == 200),
             "{lang}: serves again after a timeout"
         );
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, multipart, seed_bundle, wasm_bundle, wait_until};
+use common::{Server, multipart, seed_bundle, wait_until, wasm_bundle};
 use serde_json::json;
 
 /// The original project's own test, against its own bundle, unchanged.
@@ -18,13 +18,15 @@ fn original_rust_wasm_bundle_runs_through_the_compat_routes() {
     assert_eq!(up.text(), r#"{"status":"ok","message":"Handler rust-wasm uploaded"}"#);
     assert_eq!(up.json(), json!({"status": "ok", "message": "Handler rust-wasm uploaded"}));
 
-    let got = server.call("GET", "/api/v1/handler/rust-wasm", &[("content-type", "application/json")], br#"{"name":"John"}"#);
+    let got =
+        server.call("GET", "/api/v1/handler/rust-wasm", &[("content-type", "application/json")], br#"{"name":"John"}"#);
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.json()["name_twice"], "John John");
     assert_eq!(got.header("content-type"), Some("application/json"));
 
     // "also POST"
-    let posted = server.call("POST", "/api/v1/handler/rust-wasm", &[("content-type", "application/json")], br#"{"name":"Ann"}"#);
+    let posted =
+        server.call("POST", "/api/v1/handler/rust-wasm", &[("content-type", "application/json")], br#"{"name":"Ann"}"#);
     assert_eq!(posted.json()["name_twice"], "Ann Ann");
 }
 
@@ -53,7 +55,8 @@ fn example_bundles_see_the_whole_request() {
         assert_eq!(out["greeting"], "hi there", "{name}");
     }
     let listed = server.get("/api/v1/functions").json();
-    let names: Vec<&str> = listed["functions"].as_array().expect("list").iter().filter_map(|f| f["name"].as_str()).collect();
+    let names: Vec<&str> =
+        listed["functions"].as_array().expect("list").iter().filter_map(|f| f["name"].as_str()).collect();
     assert_eq!(names, vec!["hello-wasm", "name-twice-wasm"]);
 
     let described = server.get("/api/v1/functions/hello-wasm").json();
@@ -101,7 +104,11 @@ fn traps_and_nonzero_exits_are_502_and_the_server_carries_on() {
     let r = server.invoke("testkit", &json!({"action": "panic"}));
     assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap_or("").contains("trapped"), "{}", r.text());
-    assert!(wait_until(Duration::from_secs(5), || server.logs().contains("testkit was asked to panic")), "{}", server.logs());
+    assert!(
+        wait_until(Duration::from_secs(5), || server.logs().contains("testkit was asked to panic")),
+        "{}",
+        server.logs()
+    );
     assert!(server.logs().contains("unreachable"), "the trap is in the logs:\n{}", server.logs());
 
     let r = server.invoke("testkit", &json!({"action": "exit", "code": 3}));
@@ -238,11 +245,40 @@ fn bad_uploads_are_rejected_and_the_current_version_keeps_serving() {
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("not a zip", b"hello".to_vec(), 400, "not_a_zip"),
         ("no metadata", common::zip(&[("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
-        ("unknown field", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","x":1}"#), ("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
-        ("missing entrypoint", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"b.wasm"}"#)]), 400, "invalid_bundle"),
+        (
+            "unknown field",
+            common::zip(&[
+                ("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","x":1}"#),
+                ("a.wasm", b"\0asm"),
+            ]),
+            400,
+            "invalid_bundle",
+        ),
+        (
+            "missing entrypoint",
+            common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"b.wasm"}"#)]),
+            400,
+            "invalid_bundle",
+        ),
         ("traversal", common::zip(&[("../evil", b"x")]), 400, "unsafe_path"),
-        ("invalid wasm", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm"}"#), ("a.wasm", b"\0asm garbage")]), 400, "invalid_handler"),
-        ("timeout out of range", common::zip(&[("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","timeoutMs":99999999}"#), ("a.wasm", b"\0asm")]), 400, "invalid_bundle"),
+        (
+            "invalid wasm",
+            common::zip(&[
+                ("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm"}"#),
+                ("a.wasm", b"\0asm garbage"),
+            ]),
+            400,
+            "invalid_handler",
+        ),
+        (
+            "timeout out of range",
+            common::zip(&[
+                ("metadata.json", br#"{"language":"wasm","entrypointFile":"a.wasm","timeoutMs":99999999}"#),
+                ("a.wasm", b"\0asm"),
+            ]),
+            400,
+            "invalid_bundle",
+        ),
     ];
     for (what, zip, status, code) in cases {
         let r = server.deploy("f", &zip);

@@ -22,7 +22,13 @@ use polyfaas_protocol::Language;
 /// How the worker was started.
 enum Mode {
     /// Serve the supervisor on a socket (the normal case).
-    Serve { fd: RawFd, language: Language, ruby_module: Option<PathBuf>, parent_pid: Option<u32>, sandbox: sandbox::SandboxConfig },
+    Serve {
+        fd: RawFd,
+        language: Language,
+        ruby_module: Option<PathBuf>,
+        parent_pid: Option<u32>,
+        sandbox: sandbox::SandboxConfig,
+    },
     /// Compile a runtime module once into a cache directory and print its path;
     /// run by the supervisor at startup, never on user code.
     Precompile { wasm: PathBuf, cache_dir: PathBuf },
@@ -74,7 +80,9 @@ fn main() -> Result<()> {
             println!("{}", runtimes::ruby::precompile(&wasm, &cache_dir)?.display());
             return Ok(());
         }
-        Mode::Serve { fd, language, ruby_module, parent_pid, sandbox } => (fd, language, ruby_module, parent_pid, sandbox),
+        Mode::Serve { fd, language, ruby_module, parent_pid, sandbox } => {
+            (fd, language, ruby_module, parent_pid, sandbox)
+        }
     };
     // Opened before the sandbox: after it, the worker may read only the store.
     let ruby_module = ruby_module
@@ -85,7 +93,8 @@ fn main() -> Result<()> {
         parent_pid,
         runtime_fd: ruby_module.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
-    let report = sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
+    let report =
+        sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
     tracing::info!(language = language.as_str(), "sandbox: {report}");
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
     // to that number just before exec; nothing else in this process knows the number,

@@ -40,7 +40,10 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
             }
             ToWorker::Init(init) => {
                 let Some(fresh) = blank.take() else {
-                    write_frame(&mut writer, &FromWorker::InitError { message: "worker is already specialized".into() })?;
+                    write_frame(
+                        &mut writer,
+                        &FromWorker::InitError { message: "worker is already specialized".into() },
+                    )?;
                     continue;
                 };
                 info!(function = %init.function, version = init.version, "specializing");
@@ -60,7 +63,9 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
                 let id = invoke.id;
                 match runtime.as_mut() {
                     Some(rt) => match rt.invoke(invoke.request, Duration::from_millis(invoke.deadline_ms)) {
-                        Ok(done) => FromWorker::Response { id, response: done.response, logs: done.logs, stats: done.stats },
+                        Ok(done) => {
+                            FromWorker::Response { id, response: done.response, logs: done.logs, stats: done.stats }
+                        }
                         Err(f) => FromWorker::Failure { id, kind: f.kind, message: f.message, logs: f.logs },
                     },
                     None => {

@@ -69,9 +69,15 @@ fn main() {
         "headers" => print!("Status: 201\nContent-Type: text/plain\nX-Testkit: yes\n\ncreated"),
         // Hostile actions for tests/hostile.rs. WASI preview 1 has no process,
         // socket or signal calls at all, and no directory is preopened.
-        "readFile" => attempt(std::fs::read(input["path"].as_str().unwrap_or("/etc/passwd")).map(|b| b.len().to_string())),
-        "writeFile" => attempt(std::fs::write(input["path"].as_str().unwrap_or("/tmp/x"), b"pwned").map(|()| "written".into())),
-        "connect" => attempt(std::net::TcpStream::connect(("127.0.0.1", num("port") as u16)).map(|_| "connected".into())),
+        "readFile" => {
+            attempt(std::fs::read(input["path"].as_str().unwrap_or("/etc/passwd")).map(|b| b.len().to_string()))
+        }
+        "writeFile" => {
+            attempt(std::fs::write(input["path"].as_str().unwrap_or("/tmp/x"), b"pwned").map(|()| "written".into()))
+        }
+        "connect" => {
+            attempt(std::net::TcpStream::connect(("127.0.0.1", num("port") as u16)).map(|_| "connected".into()))
+        }
         "fork" | "spawn" | "killParent" => {
             print!("{}", serde_json::json!({"ok": false, "error": "WASI preview 1 offers no such call"}))
         }

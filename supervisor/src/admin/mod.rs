@@ -97,21 +97,28 @@ async fn restart_one(
 }
 
 fn parse_language(s: &str) -> Result<polyfaas_protocol::Language, ApiError> {
-    polyfaas_protocol::Language::parse(s).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("unknown language {s:?}")))
+    polyfaas_protocol::Language::parse(s)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("unknown language {s:?}")))
 }
 
 /// 401 without a bearer token, 403 with a wrong one or when no token is
 /// configured (admin routes are then off).
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(expected) = state.config.admin_token.as_deref() else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "admin_disabled", "no admin token is configured; admin routes are off"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "no admin token is configured; admin routes are off",
+        ));
     };
     let given = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need Authorization: Bearer <token>"))?;
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need Authorization: Bearer <token>")
+        })?;
     if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {

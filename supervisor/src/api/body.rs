@@ -54,7 +54,8 @@ where
 {
     let mut body = Vec::with_capacity(hint.min(limit));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }

@@ -62,7 +62,8 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /api/v1/functions/{name}`: the current version and every stored one.
 pub async fn describe(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = FunctionName::parse(&name)?;
-    let (current, versions) = state.store.versions(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
+    let (current, versions) =
+        state.store.versions(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
     let mut body = summary(&current);
     body["versions"] = json!(versions);
     Ok(HttpResponse::Ok().json(body))

@@ -18,7 +18,11 @@ use crate::server::AppState;
 use crate::store::FunctionName;
 
 /// `ANY /fn/{name}` and `ANY /fn/{name}/{tail}`.
-pub async fn invoke(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn invoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let name = req.match_info().get("name").unwrap_or_default().to_string();
     let tail = format!("/{}", req.match_info().get("tail").unwrap_or_default());
     run(&state, &req, &name, tail, payload).await
@@ -35,7 +39,13 @@ pub async fn compat_invoke(
     run(&state, &req, &name, "/".to_string(), payload).await
 }
 
-async fn run(state: &AppState, req: &HttpRequest, name: &str, path: String, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    path: String,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let name = FunctionName::parse(name)?;
     let function = state.store.current(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;

@@ -221,8 +221,7 @@ impl Pool {
             // A new version (or none) starts with a clean slate.
             st.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
             st.concurrency.retain(|(n, v), _| n != name || Some(*v) == version);
-            let stale: Vec<FnKey> =
-                st.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
+            let stale: Vec<FnKey> = st.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
             let retired: Vec<IdleWorker> = stale.into_iter().filter_map(|k| st.idle.remove(&k)).flatten().collect();
             for w in &retired {
                 st.set_state(w.worker.id, WorkerState::Draining);
@@ -275,7 +274,12 @@ impl Pool {
 
     /// Compiles and checks a staged bundle in a fresh worker that runs nothing
     /// else, so a hostile bundle cannot leave anything behind in a pooled one.
-    pub async fn prepare(&self, language: Language, bundle_dir: String, entrypoint: String) -> Result<Vec<Artifact>, PrepareError> {
+    pub async fn prepare(
+        &self,
+        language: Language,
+        bundle_dir: String,
+        entrypoint: String,
+    ) -> Result<Vec<Artifact>, PrepareError> {
         let mut worker = self.inner.clone().start_worker(language, false).await?;
         match worker.prepare(Prepare { language, bundle_dir, entrypoint }, PREPARE_TIMEOUT).await {
             Ok(Ok(artifacts)) => Ok(artifacts),
@@ -348,7 +352,11 @@ impl Pool {
         }
     }
 
-    async fn acquire(&self, function: &Arc<Deployed>, queue_deadline: tokio::time::Instant) -> Result<Lease, PoolError> {
+    async fn acquire(
+        &self,
+        function: &Arc<Deployed>,
+        queue_deadline: tokio::time::Instant,
+    ) -> Result<Lease, PoolError> {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
         let mut ticket: Option<QueueTicket> = None;

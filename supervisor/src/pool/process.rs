@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use polyfaas_protocol::connection::Connection;
-use polyfaas_protocol::{Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker};
+use polyfaas_protocol::{
+    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker,
+};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, warn};
@@ -139,8 +141,12 @@ impl WorkerProcess {
     pub async fn invoke(&mut self, invoke: Invoke, hard_deadline: Duration) -> Result<InvokeOutcome, WorkerError> {
         let id = invoke.id;
         match self.exchange(ToWorker::Invoke(invoke), hard_deadline).await? {
-            FromWorker::Response { id: rid, response, logs, stats } if rid == id => Ok(InvokeOutcome::Response { response, logs, stats }),
-            FromWorker::Failure { id: rid, kind, message, logs } if rid == id => Ok(InvokeOutcome::Failure { kind, message, logs }),
+            FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
+                Ok(InvokeOutcome::Response { response, logs, stats })
+            }
+            FromWorker::Failure { id: rid, kind, message, logs } if rid == id => {
+                Ok(InvokeOutcome::Failure { kind, message, logs })
+            }
             _ => self.broken(format!("expected the answer to invocation {id}")),
         }
     }
@@ -155,7 +161,11 @@ impl WorkerProcess {
     }
 
     /// Compiles and checks a bundle. `Ok(Err(message))`: the bundle is rejected.
-    pub async fn prepare(&mut self, prepare: Prepare, limit: Duration) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
+    pub async fn prepare(
+        &mut self,
+        prepare: Prepare,
+        limit: Duration,
+    ) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
         match self.exchange(ToWorker::Prepare(prepare), limit).await? {
             FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
             FromWorker::PrepareError { message } => Ok(Err(message)),
@@ -201,7 +211,9 @@ impl WorkerProcess {
                 self.socket = Some(conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string()))?);
                 Ok(answer)
             }
-            Ok(None) | Err(polyfaas_protocol::FrameError::TruncatedFrame) | Err(polyfaas_protocol::FrameError::Io(_)) => {
+            Ok(None)
+            | Err(polyfaas_protocol::FrameError::TruncatedFrame)
+            | Err(polyfaas_protocol::FrameError::Io(_)) => {
                 // The socket closed: the process is dying or dead. Wait briefly for
                 // the watcher to reap it, so the log says which signal or exit code.
                 let status = tokio::time::timeout(EXIT_STATUS_WAIT, self.exited.wait_for(Option::is_some)).await;
@@ -220,7 +232,11 @@ impl WorkerProcess {
 
 /// Forks and execs the worker with the child end of a socketpair as fd 3, an empty
 /// environment, and nothing on stdin.
-fn spawn(worker_bin: &Path, language: Language, extra_args: &[std::ffi::OsString]) -> std::io::Result<(Child, Connection)> {
+fn spawn(
+    worker_bin: &Path,
+    language: Language,
+    extra_args: &[std::ffi::OsString],
+) -> std::io::Result<(Child, Connection)> {
     // Both ends are close-on-exec; only the dup to fd 3 below survives into the child.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let child_fd = theirs.as_raw_fd();
@@ -235,11 +251,7 @@ fn spawn(worker_bin: &Path, language: Language, extra_args: &[std::ffi::OsString
     unsafe {
         cmd.pre_exec(move || {
             // dup2 onto itself would keep FD_CLOEXEC set; clear it instead.
-            let rc = if child_fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(child_fd, 3)
-            };
+            let rc = if child_fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(child_fd, 3) };
             if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
         });
     }

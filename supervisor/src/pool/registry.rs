@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use polyfaas_protocol::Language;
 use serde::Serialize;
 
-
 use super::process::{KillSwitch, WorkerProcess};
 use crate::store::{Deployed, FunctionName};
 
@@ -148,10 +147,7 @@ impl State {
     }
 
     pub fn count_by_state(&self) -> Vec<(&'static str, usize)> {
-        WorkerState::ALL
-            .iter()
-            .map(|s| (s.as_str(), self.workers.values().filter(|w| w.state == *s).count()))
-            .collect()
+        WorkerState::ALL.iter().map(|s| (s.as_str(), self.workers.values().filter(|w| w.state == *s).count())).collect()
     }
 }
 
@@ -191,6 +187,7 @@ impl WorkerView {
 /// Resident set size of a process, from /proc.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb * 1024)
 }

@@ -65,7 +65,8 @@ impl Pool {
         let mut killed = Vec::new();
         {
             let mut st = self.inner.lock();
-            let mut ids: Vec<u64> = st.workers.iter().filter(|(id, info)| filter.matches(**id, info)).map(|(id, _)| *id).collect();
+            let mut ids: Vec<u64> =
+                st.workers.iter().filter(|(id, info)| filter.matches(**id, info)).map(|(id, _)| *id).collect();
             ids.sort_unstable();
             for id in ids {
                 let Some(info) = st.workers.get(&id) else { continue };

@@ -50,11 +50,16 @@ impl Inner {
 
     /// Starts one worker process on the pool's runtime. `counted`: whether it
     /// holds a `live` slot (given back by its exit hook) and is in the registry.
-    pub(super) async fn start_worker(self: Arc<Self>, language: Language, counted: bool) -> Result<WorkerProcess, PoolError> {
+    pub(super) async fn start_worker(
+        self: Arc<Self>,
+        language: Language,
+        counted: bool,
+    ) -> Result<WorkerProcess, PoolError> {
         let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
         let weak: Weak<Inner> = Arc::downgrade(&self);
         let bin = self.config.worker_bin.clone();
-        let args = self.config.languages.iter().find(|(l, _)| *l == language).map(|(_, a)| a.clone()).unwrap_or_default();
+        let args =
+            self.config.languages.iter().find(|(l, _)| *l == language).map(|(_, a)| a.clone()).unwrap_or_default();
         let on_exit = move |id: u64, reason: ExitReason| {
             if let Some(inner) = weak.upgrade() {
                 inner.worker_exited(id, language, counted, reason);
@@ -87,7 +92,11 @@ impl Inner {
 
     /// Sends `Init` to a blank worker. `Ok(None)`: the worker died before taking
     /// it, try another.
-    pub(super) async fn specialize(&self, worker: WorkerProcess, f: &Arc<Deployed>) -> Result<Option<WorkerProcess>, PoolError> {
+    pub(super) async fn specialize(
+        &self,
+        worker: WorkerProcess,
+        f: &Arc<Deployed>,
+    ) -> Result<Option<WorkerProcess>, PoolError> {
         let init = Init {
             function: f.name.to_string(),
             version: f.version,
@@ -159,7 +168,8 @@ impl Inner {
                 return;
             }
             loop {
-                let have = st.blank.get(&language).map_or(0, Vec::len) + st.blank_starting.get(&language).copied().unwrap_or(0);
+                let have = st.blank.get(&language).map_or(0, Vec::len)
+                    + st.blank_starting.get(&language).copied().unwrap_or(0);
                 if have >= self.config.warm_blank {
                     break;
                 }
@@ -217,4 +227,3 @@ impl Inner {
         }
     }
 }
-

@@ -47,7 +47,9 @@ impl BundleError {
             BundleError::TooManyEntries(_) => "too_many_entries",
             BundleError::TooLarge(_) => "too_large",
             BundleError::ZipBomb(_) => "zip_bomb",
-            BundleError::MissingMetadata | BundleError::BadMetadata(_) | BundleError::MissingEntrypoint(_) => "invalid_bundle",
+            BundleError::MissingMetadata | BundleError::BadMetadata(_) | BundleError::MissingEntrypoint(_) => {
+                "invalid_bundle"
+            }
             BundleError::Io(_) => "internal",
         }
     }
@@ -201,7 +203,9 @@ fn safe_relative_path(name: &str) -> Option<PathBuf> {
 pub fn read_metadata(dir: &Path) -> Result<Metadata, BundleError> {
     let mut text = String::new();
     match fs::File::open(dir.join("metadata.json")) {
-        Ok(f) => f.take(64 * 1024 + 1).read_to_string(&mut text).map_err(|e| BundleError::BadMetadata(e.to_string()))?,
+        Ok(f) => {
+            f.take(64 * 1024 + 1).read_to_string(&mut text).map_err(|e| BundleError::BadMetadata(e.to_string()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BundleError::MissingMetadata),
         Err(e) => return Err(e.into()),
     };

@@ -36,7 +36,9 @@ fn fuzz<T: std::fmt::Debug>(strategy: impl Strategy<Value = T>, mut check: impl 
 
 fn valid_zip() -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in [("metadata.json", &br#"{"language":"js","entrypointFile":"lib/h.js"}"#[..]), ("lib/h.js", b"handler")] {
+    for (name, body) in
+        [("metadata.json", &br#"{"language":"js","entrypointFile":"lib/h.js"}"#[..]), ("lib/h.js", b"handler")]
+    {
         let _ = w.start_file(name, zip::write::SimpleFileOptions::default());
         let _ = w.write_all(body);
     }
@@ -47,8 +49,8 @@ fn valid_zip() -> Vec<u8> {
 fn damaged_zip() -> impl Strategy<Value = Vec<u8>> {
     let base = valid_zip();
     let len = base.len();
-    (proptest::collection::vec((0..len, any::<u8>()), 0..16), 0..=len, proptest::collection::vec(any::<u8>(), 0..8)).prop_map(
-        move |(flips, cut, insert)| {
+    (proptest::collection::vec((0..len, any::<u8>()), 0..16), 0..=len, proptest::collection::vec(any::<u8>(), 0..8))
+        .prop_map(move |(flips, cut, insert)| {
             let mut bytes = base.clone();
             for (at, value) in flips {
                 bytes[at] = value;
@@ -57,8 +59,7 @@ fn damaged_zip() -> impl Strategy<Value = Vec<u8>> {
             let at = bytes.len() / 2;
             bytes.splice(at..at, insert);
             bytes
-        },
-    )
+        })
 }
 
 #[test]

@@ -233,7 +233,11 @@ impl BundleStore for LocalStore {
         };
         index.versions.push(record.clone());
         index.current = version;
-        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        write_atomically(
+            &fn_dir,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
+        )?;
         fsync_dir(&self.functions_dir)?;
 
         let current = Arc::new(self.deployed(&staged.name, record, version_dir, &metadata)?);
@@ -268,20 +272,25 @@ impl BundleStore for LocalStore {
         let target = match to {
             Some(v) if index.versions.iter().any(|r| r.version == v) => v,
             Some(v) => return Err(StoreError::NoSuchVersion(format!("function {name} has no version {v}"))),
-            None => index
-                .versions
-                .iter()
-                .map(|r| r.version)
-                .filter(|v| *v < index.current)
-                .max()
-                .ok_or_else(|| StoreError::NoSuchVersion(format!("function {name} has no version older than {}", index.current)))?,
+            None => index.versions.iter().map(|r| r.version).filter(|v| *v < index.current).max().ok_or_else(|| {
+                StoreError::NoSuchVersion(format!("function {name} has no version older than {}", index.current))
+            })?,
         };
         let fn_dir = self.functions_dir.join(name.as_str());
         let version_dir = fn_dir.join(target.to_string());
         let metadata = bundle::read_metadata(&version_dir)?;
-        let record = index.versions.iter().find(|r| r.version == target).cloned().ok_or_else(|| StoreError::Index("vanished".into()))?;
+        let record = index
+            .versions
+            .iter()
+            .find(|r| r.version == target)
+            .cloned()
+            .ok_or_else(|| StoreError::Index("vanished".into()))?;
         index.current = target;
-        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        write_atomically(
+            &fn_dir,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
+        )?;
         let current = Arc::new(self.deployed(name, record, version_dir, &metadata)?);
         self.write_functions().insert(name.clone(), FunctionState { index, current: current.clone() });
         Ok(current)
@@ -304,7 +313,11 @@ impl BundleStore for LocalStore {
         let fn_dir = self.functions_dir.join(name.as_str());
         // The index first: a crash after it leaves unindexed directories, which a
         // later commit of that number replaces; never an index naming a missing one.
-        write_atomically(&fn_dir, INDEX_FILE, &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?)?;
+        write_atomically(
+            &fn_dir,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
+        )?;
         if let Some(state) = self.write_functions().get_mut(name) {
             state.index = index;
         }

@@ -8,7 +8,9 @@ use std::fmt;
 pub struct FunctionName(String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid function name {0:?}: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")]
+#[error(
+    "invalid function name {0:?}: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+)]
 pub struct InvalidName(pub String);
 
 impl FunctionName {

@@ -27,7 +27,8 @@ fn target_dir() -> PathBuf {
 /// runs a test too; that value wins over the one compiled in, so a test binary
 /// reused from a cache built in another checkout still reads this one.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest_dir.parent().expect("repo root").to_path_buf()
 }
 

@@ -131,7 +131,12 @@ mod tests {
     fn counting_clock() -> (DeadlineClock, Arc<AtomicU32>) {
         let fired = Arc::new(AtomicU32::new(0));
         let counter = fired.clone();
-        (DeadlineClock::start(move || { counter.fetch_add(1, Ordering::SeqCst); }), fired)
+        (
+            DeadlineClock::start(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            fired,
+        )
     }
 
     fn wait_for(fired: &AtomicU32, n: u32) -> bool {

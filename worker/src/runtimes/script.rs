@@ -66,12 +66,14 @@ pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
 
 /// The same, from an envelope already parsed as part of a larger answer.
 pub fn response_from_value(value: Value) -> Result<HttpResponse, String> {
-    let env: ResponseEnvelope = serde_json::from_value(value).map_err(|e| format!("malformed response envelope: {e}"))?;
+    let env: ResponseEnvelope =
+        serde_json::from_value(value).map_err(|e| format!("malformed response envelope: {e}"))?;
     Ok(response_from(env))
 }
 
 fn response_from(env: ResponseEnvelope) -> HttpResponse {
-    let mut headers: Vec<(String, String)> = env.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let mut headers: Vec<(String, String)> =
+        env.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let has_type = |h: &[(String, String)]| h.iter().any(|(k, _)| k == "content-type");
     if env.ended {
         let body = env.body.unwrap_or_default().into_bytes();
@@ -130,7 +132,11 @@ impl ScriptOutcome {
     /// the call (the handler's error is then the interruption).
     pub fn finish(self, mut logs: Logs, timed_out: bool, stats: Stats) -> Result<Completed, Failure> {
         if logs.truncated {
-            return Err(Failure { kind: FailureKind::ResponseTooLarge, message: "the handler logged more than the output cap".into(), logs });
+            return Err(Failure {
+                kind: FailureKind::ResponseTooLarge,
+                message: "the handler logged more than the output cap".into(),
+                logs,
+            });
         }
         if let Some(message) = self.error {
             logs.text.push_str(self.trace.as_deref().unwrap_or(""));
@@ -213,7 +219,8 @@ mod tests {
 
     #[test]
     fn responder_and_plain_styles() {
-        let r = response_from_envelope(r#"{"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"}"#).expect("ok");
+        let r =
+            response_from_envelope(r#"{"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"}"#).expect("ok");
         assert_eq!((r.status, r.body.as_slice()), (201, &b"hi"[..]));
         assert!(r.headers.contains(&("x-a".into(), "b".into())));
         let r = response_from_envelope(r#"{"ended":false,"value":{"a":1}}"#).expect("ok");

@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn one_layer_can_be_switched_off() {
-        let config = SandboxConfig::from_json(r#"{"layers":{"seccomp":false},"limits":{"memory":"address-space"}}"#).expect("valid");
+        let config = SandboxConfig::from_json(r#"{"layers":{"seccomp":false},"limits":{"memory":"address-space"}}"#)
+            .expect("valid");
         assert!(!config.layers.seccomp && config.layers.landlock);
         assert_eq!(config.limits.memory, MemoryRlimit::AddressSpace);
     }

@@ -13,8 +13,8 @@
 use std::path::Path;
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-    Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope,
 };
 
 use super::{Done, SandboxError};
@@ -58,7 +58,11 @@ pub fn restrict(layer: &'static str, paths: &[&Path]) -> Result<Done, SandboxErr
             if path.is_dir() { AccessFs::ReadFile | AccessFs::ReadDir } else { AccessFs::ReadFile.into() };
         // PathFd opens the path O_PATH now. A path that does not exist is an error
         // here, not a silently missing rule (`path_beneath_rules` would skip it).
-        let fd = PathFd::new(path).map_err(|source| SandboxError::LandlockPath { layer, path: path.to_path_buf(), source })?;
+        let fd = PathFd::new(path).map_err(|source| SandboxError::LandlockPath {
+            layer,
+            path: path.to_path_buf(),
+            source,
+        })?;
         ruleset = ruleset.add_rule(PathBeneath::new(fd, access)).map_err(wrap)?;
     }
     let status = ruleset.restrict_self().map_err(wrap)?;

@@ -151,7 +151,9 @@ pub fn apply_early(config: &SandboxConfig, inherited: &Inherited) -> Result<Repo
     // 3. Before anything in this process opens a file, so only inherited descriptors
     //    are closed. A leaked one (a writable file, a socket) would get user code past
     //    every layer below: Landlock and seccomp check opening, not using.
-    run.step(Layer::InheritedFds, on.close_fds, || process::close_inherited_fds(inherited.socket_fd, inherited.runtime_fd))?;
+    run.step(Layer::InheritedFds, on.close_fds, || {
+        process::close_inherited_fds(inherited.socket_fd, inherited.runtime_fd)
+    })?;
     // 4. Before the privileged steps and Landlock/seccomp, which both require it.
     run.step(Layer::NoNewPrivs, on.no_new_privs, process::no_new_privs)?;
     // 5. Before the runtime loads, so its memory counts from the start. A runtime that
@@ -188,7 +190,11 @@ static SPECIALIZED: AtomicBool = AtomicBool::new(false);
 /// # Errors
 /// The first step that failed and may not be degraded. The worker must answer with
 /// an error and exit without running the bundle.
-pub fn apply_for_function(config: &SandboxConfig, bundle_dir: &Path, memory_mb: Option<u64>) -> Result<Report, SandboxError> {
+pub fn apply_for_function(
+    config: &SandboxConfig,
+    bundle_dir: &Path,
+    memory_mb: Option<u64>,
+) -> Result<Report, SandboxError> {
     if SPECIALIZED.swap(true, Ordering::SeqCst) {
         return Err(SandboxError::AlreadySpecialized);
     }

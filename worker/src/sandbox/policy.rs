@@ -188,7 +188,12 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_geteuid, "RustPython os.geteuid (read-only)"),
     rule!(ALLOW, SYS_getgid, "RustPython os.getgid (read-only)"),
     rule!(ALLOW, SYS_getegid, "RustPython os.getegid (read-only)"),
-    rule!(ALLOW, SYS_prlimit64, [int_eq(0, 0), long_eq(2, 0)], "glibc getrlimit, Python resource: reading our own only"),
+    rule!(
+        ALLOW,
+        SYS_prlimit64,
+        [int_eq(0, 0), long_eq(2, 0)],
+        "glibc getrlimit, Python resource: reading our own only"
+    ),
     // Waiting, for wasmtime-wasi. Its synchronous WASI calls run on a tokio runtime
     // (enable_io + enable_time) that it creates on first use.
     rule!(ALLOW, SYS_epoll_create1, "tokio (wasmtime-wasi ambient runtime)"),
@@ -281,7 +286,12 @@ mod tests {
         for rule in rules() {
             for other in rules().filter(|o| o.nr == rule.nr) {
                 assert_eq!(rule.action, other.action, "{} has two actions", rule.name);
-                assert_eq!(rule.when.is_empty(), other.when.is_empty(), "{} mixes checked and unchecked entries", rule.name);
+                assert_eq!(
+                    rule.when.is_empty(),
+                    other.when.is_empty(),
+                    "{} mixes checked and unchecked entries",
+                    rule.name
+                );
             }
         }
     }

@@ -75,7 +75,10 @@ impl Report {
                 warn!(layer = name, "sandbox layer switched OFF by configuration")
             }
             Outcome::Degraded(why) => {
-                error!(layer = name, "SANDBOX DEGRADED: layer not in force ({why}); serving anyway because allow-degraded is set")
+                error!(
+                    layer = name,
+                    "SANDBOX DEGRADED: layer not in force ({why}); serving anyway because allow-degraded is set"
+                )
             }
         }
         self.entries.push((layer, outcome));

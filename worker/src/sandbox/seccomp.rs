@@ -41,7 +41,11 @@ pub fn install() -> Result<Done, SandboxError> {
     }
     let allowed: BTreeSet<i64> = policy::rules().filter(|r| r.action == policy::ALLOW).map(|r| r.nr).collect();
     let named = |action: Action| {
-        policy::rules().filter(|r| r.action == action).map(|r| r.name.trim_start_matches("SYS_")).collect::<Vec<_>>().join(" ")
+        policy::rules()
+            .filter(|r| r.action == action)
+            .map(|r| r.name.trim_start_matches("SYS_"))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     Ok(Done::Applied(format!(
         "{} syscalls allowed; ENOSYS: {}; kill: {}; everything else EPERM; on all threads",

@@ -32,12 +32,17 @@ impl RootedLoader {
         let specifier = request.specifier().to_std_string_escaped();
         let outside = || JsNativeError::typ().with_message(format!("module `{specifier}` is outside the bundle"));
         if !request.attributes().is_empty() {
-            return Err(JsNativeError::typ().with_message(format!("import attributes are not supported: `{specifier}`")).into());
+            return Err(JsNativeError::typ()
+                .with_message(format!("import attributes are not supported: `{specifier}`"))
+                .into());
         }
         // Lexical resolution refuses `..` above the root and absolute paths outside it.
-        let lexical = resolve_module_specifier(Some(self.root.as_path()), request.specifier(), referrer.path(), context)?;
+        let lexical =
+            resolve_module_specifier(Some(self.root.as_path()), request.specifier(), referrer.path(), context)?;
         // The real path, so a symlink inside the bundle cannot point out of it.
-        let real = lexical.canonicalize().map_err(|_| JsNativeError::typ().with_message(format!("cannot find module `{specifier}`")))?;
+        let real = lexical
+            .canonicalize()
+            .map_err(|_| JsNativeError::typ().with_message(format!("cannot find module `{specifier}`")))?;
         let is_js = matches!(real.extension().and_then(|e| e.to_str()), Some("js" | "mjs"));
         if !real.starts_with(&self.root) || !is_js {
             return Err(outside().into());

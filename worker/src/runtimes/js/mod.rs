@@ -22,7 +22,9 @@ use boa_engine::module::IdleModuleLoader;
 use boa_engine::object::ObjectInitializer;
 use boa_engine::object::builtins::JsFunction;
 use boa_engine::property::Attribute;
-use boa_engine::{Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source, js_string};
+use boa_engine::{
+    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source, js_string,
+};
 use boa_gc::{Finalize, Trace};
 use polyfaas_protocol::{FailureKind, HttpRequest, Init, Prepare, Stats};
 
@@ -74,7 +76,11 @@ fn load(bundle: &Path, entrypoint: &str, function: &str, max_output: usize) -> R
     let module_mode = entrypoint.ends_with(".mjs") || has_module_syntax(&code);
     let loader = Rc::new(RootedLoader::new(bundle).map_err(|e| format!("bundle directory: {e}"))?);
     let mut builder = Context::builder();
-    builder = if module_mode { builder.module_loader(loader.clone()) } else { builder.module_loader(Rc::new(IdleModuleLoader)) };
+    builder = if module_mode {
+        builder.module_loader(loader.clone())
+    } else {
+        builder.module_loader(Rc::new(IdleModuleLoader))
+    };
     let mut context = builder.build().map_err(|e| format!("cannot start the JavaScript engine: {e}"))?;
     let logs = Rc::new(RefCell::new(LogBuffer::new(max_output)));
     install_console(&mut context, &logs).map_err(|e| format!("cannot install console: {e}"))?;
@@ -115,10 +121,17 @@ fn load_script(context: &mut Context, code: &str, path: &Path, entrypoint: &str)
         .eval(Source::from_bytes("typeof handler === 'function' ? handler : undefined"))
         .ok()
         .and_then(|v| v.as_function())
-        .ok_or_else(|| format!("{entrypoint}: the script's last expression is not a function and it defines no function `handler`"))
+        .ok_or_else(|| {
+            format!("{entrypoint}: the script's last expression is not a function and it defines no function `handler`")
+        })
 }
 
-fn load_module(context: &mut Context, loader: &RootedLoader, path: &Path, entrypoint: &str) -> Result<JsFunction, String> {
+fn load_module(
+    context: &mut Context,
+    loader: &RootedLoader,
+    path: &Path,
+    entrypoint: &str,
+) -> Result<JsFunction, String> {
     let canonical: PathBuf = path.canonicalize().map_err(|e| format!("{entrypoint}: {e}"))?;
     let source = Source::from_filepath(&canonical).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
     let module = Module::parse(source, None, context).map_err(|e| describe_load_error(&e, entrypoint, context))?;
@@ -218,13 +231,24 @@ impl Runtime for JsFunctionRuntime {
         let overflowed = self.logs.borrow().overflowed();
         let mut logs = self.logs.borrow_mut().take();
         if overflowed {
-            return Err(Failure { kind: FailureKind::ResponseTooLarge, message: "the handler logged more than the output cap".into(), logs });
+            return Err(Failure {
+                kind: FailureKind::ResponseTooLarge,
+                message: "the handler logged more than the output cap".into(),
+                logs,
+            });
         }
         match outcome {
             Ok(text) => {
-                let response = response_from_envelope(&text)
-                    .map_err(|message| Failure { kind: FailureKind::HandlerError, message, logs: Default::default() })?;
-                Ok(Completed { response, logs, stats: Stats { duration_us: started.elapsed().as_micros() as u64, cold } })
+                let response = response_from_envelope(&text).map_err(|message| Failure {
+                    kind: FailureKind::HandlerError,
+                    message,
+                    logs: Default::default(),
+                })?;
+                Ok(Completed {
+                    response,
+                    logs,
+                    stats: Stats { duration_us: started.elapsed().as_micros() as u64, cold },
+                })
             }
             Err(err) => {
                 let message = match err.try_native(&mut self.context) {

@@ -60,10 +60,14 @@ impl PythonBlank {
                     .compile(PRELUDE, Mode::Exec, "<polyfaas prelude>")
                     .map_err(|e| vm.new_runtime_error(format!("prelude does not compile: {e:?}")))?;
                 vm.run_code_obj(code, Scope::with_builtins(None, globals.clone(), vm))?;
-                let get = |name: &str| globals.get_item_opt(name, vm)?.ok_or_else(|| vm.new_runtime_error(format!("prelude lacks {name}")));
+                let get = |name: &str| {
+                    globals.get_item_opt(name, vm)?.ok_or_else(|| vm.new_runtime_error(format!("prelude lacks {name}")))
+                };
                 Ok((get("invoke")?, get("set_env")?, get("_Capture")?))
             })
-            .map_err(|e| anyhow::anyhow!("the Python prelude did not load: {}", interp.enter(|vm| exception_text(vm, &e))))?;
+            .map_err(|e| {
+                anyhow::anyhow!("the Python prelude did not load: {}", interp.enter(|vm| exception_text(vm, &e)))
+            })?;
         Ok(Self { invoke, set_env, capture_class, signals, interp })
     }
 
@@ -144,7 +148,9 @@ impl PythonBlank {
                 }
                 Ok(match globals.get_item_opt("handler", vm)? {
                     Some(h) if h.is_callable() => Ok(h),
-                    _ => Err(format!("{entrypoint}: the last statement is not a function and there is no function `handler`")),
+                    _ => Err(format!(
+                        "{entrypoint}: the last statement is not a function and there is no function `handler`"
+                    )),
                 })
             })();
             loaded.unwrap_or_else(|exc| Err(format!("{entrypoint}: {}", exception_text(vm, &exc))))

@@ -115,7 +115,14 @@ impl RubyBlank {
     }
 }
 
-fn boot(engine: &Engine, linker: &Linker<RubyState>, module: &Module, stdout: &Capture, stderr: &Capture, max_memory: usize) -> Result<RubyVm> {
+fn boot(
+    engine: &Engine,
+    linker: &Linker<RubyState>,
+    module: &Module,
+    stdout: &Capture,
+    stderr: &Capture,
+    max_memory: usize,
+) -> Result<RubyVm> {
     let mut vm = RubyVm::boot(engine, linker, module, stdout, stderr, max_memory)?;
     match vm.eval_string(PRELUDE.as_bytes())? {
         Eval::Value(v) if v == b"ok" => Ok(vm),
@@ -176,7 +183,10 @@ fn ruby_sources(bundle: &Path) -> Result<String> {
                 stack.push(path);
             } else if kind.is_file() && path.extension().is_some_and(|e| e == "rb") {
                 total += entry.metadata()?.len();
-                anyhow::ensure!(total <= MAX_SOURCE_BYTES && map.len() < MAX_SOURCE_FILES, "too much Ruby source in the bundle");
+                anyhow::ensure!(
+                    total <= MAX_SOURCE_BYTES && map.len() < MAX_SOURCE_FILES,
+                    "too much Ruby source in the bundle"
+                );
                 let relative = path.strip_prefix(bundle)?.to_string_lossy().into_owned();
                 map.insert(format!("/app/{relative}"), std::fs::read_to_string(&path)?.into());
             }
@@ -235,7 +245,11 @@ impl RubyFunction {
 impl Runtime for RubyFunction {
     fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
         if let Some(why) = &self.broken {
-            return Err(Failure { kind: FailureKind::HandlerError, message: format!("the Ruby VM is unusable: {why}"), logs: Logs::default() });
+            return Err(Failure {
+                kind: FailureKind::HandlerError,
+                message: format!("the Ruby VM is unusable: {why}"),
+                logs: Logs::default(),
+            });
         }
         let started = Instant::now();
         let code = format!("Polyfaas.invoke(\"{}\")", base64(request_envelope(&self.function, &request).as_bytes()));
@@ -257,7 +271,9 @@ impl Runtime for RubyFunction {
         let stats = Stats { duration_us: started.elapsed().as_micros() as u64, cold };
         match result {
             Ok(Eval::Value(text)) => ScriptOutcome::parse(&String::from_utf8_lossy(&text))?.finish(logs, false, stats),
-            Ok(Eval::Raised(message)) => Err(Failure { kind: FailureKind::HandlerError, message: first_line(&message), logs }),
+            Ok(Eval::Raised(message)) => {
+                Err(Failure { kind: FailureKind::HandlerError, message: first_line(&message), logs })
+            }
             Err(trap) => {
                 let kind = match trap.downcast_ref::<Trap>() {
                     Some(Trap::Interrupt) => FailureKind::Timeout,
@@ -267,7 +283,11 @@ impl Runtime for RubyFunction {
                 let mut logs = logs;
                 logs.text.push_str(&format!("{trap:?}\n"));
                 self.reboot();
-                Err(Failure { kind, message: format!("the Ruby VM stopped: {}", first_line(&format!("{trap:#}"))), logs })
+                Err(Failure {
+                    kind,
+                    message: format!("the Ruby VM stopped: {}", first_line(&format!("{trap:#}"))),
+                    logs,
+                })
             }
         }
     }

@@ -81,14 +81,23 @@ pub enum Eval {
 
 impl RubyVm {
     /// Instantiates Ruby and boots the VM (`_initialize`, then `ruby-init`).
-    pub fn boot(engine: &Engine, linker: &Linker<RubyState>, module: &Module, stdout: &Capture, stderr: &Capture, max_memory: usize) -> Result<Self> {
+    pub fn boot(
+        engine: &Engine,
+        linker: &Linker<RubyState>,
+        module: &Module,
+        stdout: &Capture,
+        stderr: &Capture,
+        max_memory: usize,
+    ) -> Result<Self> {
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
-        let mut store = Store::new(engine, RubyState { wasi, limiter: MemoryCap { max_bytes: max_memory, hit: false } });
+        let mut store =
+            Store::new(engine, RubyState { wasi, limiter: MemoryCap { max_bytes: max_memory, hit: false } });
         store.limiter(|s| &mut s.limiter);
         // Boot runs without a deadline; invocations set theirs.
         store.set_epoch_deadline(u64::MAX / 2);
         store.epoch_deadline_trap();
-        let instance = linker.instantiate(&mut store, module).map_err(anyhow::Error::from).context("instantiating ruby")?;
+        let instance =
+            linker.instantiate(&mut store, module).map_err(anyhow::Error::from).context("instantiating ruby")?;
         // Runs the C constructors and mounts the stdlib embedded in the module.
         instance.get_typed_func::<(), ()>(&mut store, "_initialize")?.call(&mut store, ())?;
         let memory = instance.get_memory(&mut store, "memory").context("ruby exports no memory")?;
@@ -206,13 +215,22 @@ impl RubyVm {
     }
 }
 
-fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(instance: &Instance, store: &mut Store<RubyState>, name: &str) -> Result<TypedFunc<P, R>> {
-    instance.get_typed_func::<P, R>(&mut *store, name).map_err(anyhow::Error::from).with_context(|| format!("ruby export {name:?}"))
+fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    instance: &Instance,
+    store: &mut Store<RubyState>,
+    name: &str,
+) -> Result<TypedFunc<P, R>> {
+    instance
+        .get_typed_func::<P, R>(&mut *store, name)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("ruby export {name:?}"))
 }
 
 /// Checks that `module` looks like the Ruby build this code speaks to.
 pub fn check_module(module: &Module) -> Result<()> {
-    for name in [EX_INIT, EX_EVAL, EX_RSTRING, EX_RSTRING_POST, EX_DROP, EX_CLEAR_ERRINFO, "cabi_realloc", "_initialize"] {
+    for name in
+        [EX_INIT, EX_EVAL, EX_RSTRING, EX_RSTRING_POST, EX_DROP, EX_CLEAR_ERRINFO, "cabi_realloc", "_initialize"]
+    {
         if module.get_export(name).is_none() {
             bail!("the ruby module does not export {name:?}; use @ruby/3.4-wasm-wasi 2.x");
         }

@@ -105,9 +105,8 @@ enum Entry {
 impl Entry {
     fn of(module: &Module) -> Result<Self, String> {
         let has_func = |name: &str| module.get_export(name).is_some_and(|e| e.func().is_some());
-        let takes_nothing = |name: &str| {
-            module.get_export(name).and_then(|e| e.func().map(|f| f.params().len() == 0)).unwrap_or(false)
-        };
+        let takes_nothing =
+            |name: &str| module.get_export(name).and_then(|e| e.func().map(|f| f.params().len() == 0)).unwrap_or(false);
         if has_func("_start") {
             return Ok(Entry::Command);
         }

@@ -8,6 +8,8 @@
 //! - [`connection`]: owns a tokio `UnixStream` and its read buffer (the supervisor side).
 //! - [`blocking`]: the same over a `std` stream (the worker side, which runs one
 //!   invocation at a time and has no async runtime).
+//! - [`launch`] and [`sandbox`]: what reaches a worker before its first message —
+//!   its command line and its sandbox configuration — typed once for both sides.
 //!
 //! This crate must never trust a length or a version it reads: a worker may be
 //! running hostile code, and a corrupt frame is an error, never a panic.
@@ -15,7 +17,9 @@
 pub mod blocking;
 pub mod connection;
 pub mod frame;
+pub mod launch;
 pub mod message;
+pub mod sandbox;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use message::*;

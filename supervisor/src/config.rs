@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use polyfaas_protocol::sandbox::MAX_FUNCTION_MEMORY_MB;
 use serde::Deserialize;
 
 /// Every setting of `polyfaas serve`. Unset fields fall through to the next source.
@@ -224,7 +225,7 @@ impl Settings {
             timeout_ms: self.timeout_ms.unwrap_or(10_000),
             max_timeout_ms: self.max_timeout_ms.unwrap_or(300_000),
             memory_mb: self.memory_mb.unwrap_or(128),
-            max_memory_mb: self.max_memory_mb.unwrap_or(4096),
+            max_memory_mb: self.max_memory_mb.unwrap_or(MAX_FUNCTION_MEMORY_MB),
             concurrency: self.concurrency.unwrap_or(16),
             max_concurrency: self.max_concurrency.unwrap_or(1024),
             max_request_bytes: self.max_request_bytes.unwrap_or(6 << 20),
@@ -254,8 +255,10 @@ impl Config {
         if self.timeout_ms == 0 || self.timeout_ms > self.max_timeout_ms {
             bail!("timeout-ms must be between 1 and max-timeout-ms ({})", self.max_timeout_ms);
         }
-        if self.memory_mb == 0 || self.memory_mb > self.max_memory_mb || self.max_memory_mb > 4096 {
-            bail!("memory-mb must be between 1 and max-memory-mb, which is at most 4096 (all of wasm32)");
+        if self.memory_mb == 0 || self.memory_mb > self.max_memory_mb || self.max_memory_mb > MAX_FUNCTION_MEMORY_MB {
+            bail!(
+                "memory-mb must be between 1 and max-memory-mb, which is at most {MAX_FUNCTION_MEMORY_MB} (all of wasm32)"
+            );
         }
         if self.concurrency == 0 || self.concurrency > self.max_concurrency {
             bail!("concurrency must be between 1 and max-concurrency ({})", self.max_concurrency);

@@ -1,64 +1,40 @@
-//! What the supervisor tells workers about their sandbox (`--sandbox`, one JSON
-//! object the worker parses strictly), and what it prepares for it: the worker's
-//! uid/gid resolved from names, and a data dir the unprivileged worker can read.
-//! The sandbox itself is the worker's own (`worker/src/sandbox`); nothing here
-//! confines anything.
+//! What the supervisor tells workers about their sandbox (a typed
+//! `SandboxConfig`, which crosses the exec as `--sandbox`), and what it prepares
+//! for it: the worker's uid/gid resolved from names, and a data dir the
+//! unprivileged worker can read. The sandbox itself is the worker's own
+//! (`worker/src/sandbox`); nothing here confines anything.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Map, Value, json};
+use polyfaas_protocol::sandbox::{RUNTIME_OVERHEAD_MB, SandboxConfig};
 use tracing::warn;
 
 use crate::config::Config;
 
-/// Layer names the worker accepts in `layers` (its `SandboxConfig`).
-const LAYERS: [&str; 10] = [
-    "parent-death",
-    "new-session",
-    "close-fds",
-    "no-new-privs",
-    "rlimits",
-    "netns",
-    "drop-privileges",
-    "not-dumpable",
-    "landlock",
-    "seccomp",
-];
-
-/// The arguments every worker gets: `--parent-pid` and `--sandbox`.
-pub fn worker_args(config: &Config) -> Result<Vec<OsString>> {
-    let mut layers = Map::new();
+/// The sandbox every worker of this server gets.
+pub fn worker_sandbox(config: &Config) -> Result<SandboxConfig> {
+    let mut sandbox = SandboxConfig::default();
     for name in &config.sandbox_disable {
-        if !LAYERS.contains(&name.as_str()) {
-            bail!("unknown sandbox layer {name:?} in sandbox-disable (known: {})", LAYERS.join(", "));
-        }
+        sandbox.layers.switch_off(name).context("sandbox-disable")?;
         warn!(layer = %name, "sandbox layer switched off by configuration: workers are less isolated");
-        layers.insert(name.clone(), Value::Bool(false));
     }
     if config.sandbox_allow_degraded {
         warn!("sandbox-allow-degraded: workers serve even when a sandbox layer cannot be applied");
     }
-    let (uid, gid) =
-        if is_root() { (uid_of(&config.worker_user)?, gid_of(&config.worker_group)?) } else { (65534, 65534) };
+    sandbox.allow_degraded = config.sandbox_allow_degraded;
+    if is_root() {
+        sandbox.run_as.uid = uid_of(&config.worker_user)?;
+        sandbox.run_as.gid = gid_of(&config.worker_group)?;
+    }
+    // Until a function is known, the largest memory a function may have, plus the
+    // runtime's own; Init lowers it to the function's memoryMb.
+    sandbox.limits.memory_mb = Some(config.max_memory_mb + RUNTIME_OVERHEAD_MB);
     let data = config.data_dir.canonicalize().context("resolving the data dir")?;
-    let sandbox = json!({
-        "layers": layers,
-        "allow-degraded": config.sandbox_allow_degraded,
-        // Until a function is known, the largest memory a function may have, plus
-        // the runtime's own; Init lowers it to the function's memoryMb.
-        "limits": { "memory-mb": config.max_memory_mb + 256 },
-        "run-as": { "uid": uid, "gid": gid },
-        // What a blank worker may read: bundles being prepared or stored.
-        "read-paths": [data.join("functions"), data.join("staging")],
-    });
-    Ok(vec![
-        "--parent-pid".into(),
-        std::process::id().to_string().into(),
-        "--sandbox".into(),
-        sandbox.to_string().into(),
-    ])
+    // What a blank worker may read: bundles being prepared or stored.
+    sandbox.read_paths = vec![data.join("functions"), data.join("staging")];
+    Ok(sandbox)
 }
 
 /// When the server runs as root and workers drop to another uid, that uid must be

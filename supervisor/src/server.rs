@@ -44,7 +44,8 @@ pub async fn run(config: Config) -> Result<()> {
 
     let store = open_store(&config)?;
     crate::sandbox::prepare_data_dir(&config)?;
-    let common_args = crate::sandbox::worker_args(&config)?;
+    let sandbox = crate::sandbox::worker_sandbox(&config)?;
+    let (languages, ruby_module) = runtimes(&config).await;
     let telemetry = Arc::new(Telemetry::new());
     let pool = Pool::new(
         PoolConfig {
@@ -55,14 +56,9 @@ pub async fn run(config: Config) -> Result<()> {
             queue_timeout: config.queue_timeout,
             kill_grace: Duration::from_millis(500),
             max_output_bytes: config.max_output_bytes,
-            languages: runtimes(&config)
-                .await
-                .into_iter()
-                .map(|(language, mut args)| {
-                    args.extend(common_args.iter().cloned());
-                    (language, args)
-                })
-                .collect(),
+            languages,
+            sandbox,
+            ruby_module,
         },
         telemetry.clone(),
         pool_runtime.handle(),
@@ -169,14 +165,14 @@ async fn wait_for_stop_signal() {
     }
 }
 
-/// The languages this server offers, with their workers' extra arguments. Ruby
-/// is offered when its runtime file is installed; it is compiled once into the
+/// The languages this server offers, and the compiled Ruby runtime. Ruby is
+/// offered when its runtime file is installed; it is compiled once into the
 /// runtime cache (about ten seconds, the first time only).
-async fn runtimes(config: &Config) -> Vec<(Language, Vec<std::ffi::OsString>)> {
-    let mut languages = vec![(Language::Wasm, vec![]), (Language::Js, vec![]), (Language::Python, vec![])];
+async fn runtimes(config: &Config) -> (Vec<Language>, Option<std::path::PathBuf>) {
+    let languages = vec![Language::Wasm, Language::Js, Language::Python];
     if !config.ruby_wasm.is_file() {
         warn!(path = %config.ruby_wasm.display(), "Ruby runtime not installed (scripts/setup installs it): Ruby bundles will be refused");
-        return languages;
+        return (languages, None);
     }
     let compiled = tokio::process::Command::new(&config.worker_bin)
         .arg("--precompile")
@@ -191,12 +187,12 @@ async fn runtimes(config: &Config) -> Vec<(Language, Vec<std::ffi::OsString>)> {
         Ok(out) if out.status.success() => {
             let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
             info!(module = %path, "Ruby runtime ready");
-            languages.push((Language::Ruby, vec!["--ruby-module".into(), path.into()]));
+            return ([languages, vec![Language::Ruby]].concat(), Some(path.into()));
         }
         Ok(out) => warn!(status = %out.status, "compiling the Ruby runtime failed: Ruby bundles will be refused"),
         Err(e) => warn!("cannot run the worker to compile the Ruby runtime: {e}: Ruby bundles will be refused"),
     }
-    languages
+    (languages, None)
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {

@@ -12,59 +12,11 @@ mod runtimes;
 mod sandbox;
 mod serve;
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use polyfaas_protocol::Language;
-
-/// How the worker was started.
-enum Mode {
-    /// Serve the supervisor on a socket (the normal case).
-    Serve {
-        fd: RawFd,
-        language: Language,
-        ruby_module: Option<PathBuf>,
-        parent_pid: Option<u32>,
-        sandbox: sandbox::SandboxConfig,
-    },
-    /// Compile a runtime module once into a cache directory and print its path;
-    /// run by the supervisor at startup, never on user code.
-    Precompile { wasm: PathBuf, cache_dir: PathBuf },
-}
-
-fn parse_args() -> Result<Mode> {
-    let (mut fd, mut language, mut ruby_module, mut parent_pid) = (None, None, None, None);
-    let mut sandbox = sandbox::SandboxConfig::default();
-    let (mut precompile, mut cache_dir) = (None, None);
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        let arg = arg.to_string_lossy().into_owned();
-        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
-        let text = || value.to_str().map(str::to_string).with_context(|| format!("{arg} must be UTF-8"));
-        match arg.as_str() {
-            "--fd" => fd = Some(text()?.parse::<RawFd>().context("--fd must be a number")?),
-            "--language" => language = Some(runtimes::parse_language(&text()?)?),
-            "--ruby-module" => ruby_module = Some(PathBuf::from(&value)),
-            "--parent-pid" => parent_pid = Some(text()?.parse::<u32>().context("--parent-pid must be a number")?),
-            "--sandbox" => sandbox = sandbox::SandboxConfig::from_json(&text()?).context("--sandbox")?,
-            "--precompile" => precompile = Some(PathBuf::from(&value)),
-            "--cache-dir" => cache_dir = Some(PathBuf::from(&value)),
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    if let Some(wasm) = precompile {
-        return Ok(Mode::Precompile { wasm, cache_dir: cache_dir.context("--precompile needs --cache-dir")? });
-    }
-    Ok(Mode::Serve {
-        fd: fd.context("--fd is required")?,
-        language: language.context("--language is required")?,
-        ruby_module,
-        parent_pid,
-        sandbox,
-    })
-}
+use anyhow::{Context, Result};
+use polyfaas_protocol::launch::{LaunchMode, WorkerLaunch};
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -75,15 +27,14 @@ fn main() -> Result<()> {
         .with_ansi(false)
         .with_target(false)
         .init();
-    let (fd, language, ruby_module, parent_pid, sandbox_config) = match parse_args()? {
-        Mode::Precompile { wasm, cache_dir } => {
+    let launch = match LaunchMode::parse(std::env::args_os().skip(1))? {
+        LaunchMode::Precompile { wasm, cache_dir } => {
             println!("{}", runtimes::ruby::precompile(&wasm, &cache_dir)?.display());
             return Ok(());
         }
-        Mode::Serve { fd, language, ruby_module, parent_pid, sandbox } => {
-            (fd, language, ruby_module, parent_pid, sandbox)
-        }
+        LaunchMode::Serve(launch) => launch,
     };
+    let WorkerLaunch { fd, language, ruby_module, parent_pid, sandbox: sandbox_config } = *launch;
     // Opened before the sandbox: after it, the worker may read only the store.
     let ruby_module = ruby_module
         .map(|path| std::fs::File::open(&path).with_context(|| format!("opening {}", path.display())))

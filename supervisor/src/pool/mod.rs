@@ -1,34 +1,40 @@
 //! The worker pool: which worker runs which invocation.
 //!
-//! Workers are processes ([`process`]). Each is, at any moment, in exactly one
-//! place: *blank* (runtime loaded, no function; kept warm per language so a cold
-//! start costs only `Init`), *idle* for one function version (warm, reused), or
-//! *leased* to one invocation. An invocation takes, in order of preference: an idle
-//! worker of its function version, a blank worker (specialized with `Init`), a new
-//! worker if the pool is below its size, or the place of a blank worker of
-//! another language, else of the least recently used idle worker. When none of these is possible it waits in a
-//! bounded queue; a full queue or a long wait is `Overloaded` (HTTP 429).
+//! Workers are processes ([`process`]). What is where — blank workers per
+//! language, idle workers per function version, who holds which invocation slot,
+//! who waits — is [`state`]'s state machine, plain data behind one `std` mutex
+//! held only for its decisions, never across an await. This file acts on those
+//! decisions: it waits, starts and specializes processes ([`spawn`]), restarts
+//! them on request ([`restart`]), and runs the exchange on the request's own task.
 //!
-//! [`registry`] keeps every worker's state; [`spawn`] starts, specializes and
-//! replaces workers and notices their exit; [`restart`] replaces workers on request. The state lock is a `std` mutex held only for bookkeeping, never across
-//! an await. No user code runs in this process: the pool only moves frames.
+//! An invocation is granted a slot and, in order of preference, an idle worker of
+//! its function version, a blank worker (specialized with `Init`), a new process
+//! if the pool is below its size, or the place of a blank worker of another
+//! language, else of the least recently used idle worker. Fairness (a function's
+//! `concurrency`, the slot reserved for functions holding none, waiters served by
+//! fewest slots held) is decided in [`state`]. A full queue or a wait longer than
+//! `queue_timeout` is `Overloaded` (HTTP 429). No user code runs in this process:
+//! the pool only moves frames.
 
 pub mod process;
-pub mod registry;
 mod restart;
 mod spawn;
+pub mod state;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use polyfaas_protocol::sandbox::SandboxConfig;
 use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, HttpResponse, Invoke, Language, Logs, Prepare, Stats};
 use tokio::sync::Notify;
 
 use self::process::{InvokeOutcome, WorkerError, WorkerProcess};
-use self::registry::{FnKey, IdleWorker, State, WorkerState, WorkerView};
 pub use self::restart::RestartFilter;
+use self::state::{Checkin, Checkout, FnKey, PoolState, Sizes, WaiterId};
+use self::view::WorkerView;
 use crate::store::{Deployed, FunctionName};
 use crate::telemetry::Telemetry;
 
@@ -61,9 +67,12 @@ pub struct PoolConfig {
     /// interrupts the handler itself first, keeping its process.
     pub kill_grace: Duration,
     pub max_output_bytes: u64,
-    /// Languages this server has a runtime for, with the extra arguments their
-    /// workers need (e.g. Ruby's `--ruby-module`).
-    pub languages: Vec<(Language, Vec<std::ffi::OsString>)>,
+    /// Languages this server has a runtime for.
+    pub languages: Vec<Language>,
+    /// Every worker's sandbox.
+    pub sandbox: SandboxConfig,
+    /// The compiled Ruby runtime, handed to Ruby workers.
+    pub ruby_module: Option<PathBuf>,
 }
 
 /// What an invocation produced, from the worker it ran on.
@@ -117,9 +126,7 @@ pub enum PrepareError {
 
 struct Inner {
     config: PoolConfig,
-    state: Mutex<State>,
-    /// Woken once per worker that becomes available (idle, blank or exited).
-    available: Notify,
+    state: Mutex<PoolState<WorkerProcess>>,
     next_worker_id: AtomicU64,
     next_invocation_id: AtomicU64,
     telemetry: Arc<Telemetry>,
@@ -133,29 +140,18 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-/// What `acquire` decided under the lock.
-enum Step {
-    Warm(WorkerProcess),
-    Blank(WorkerProcess),
-    Spawn(Option<WorkerProcess>),
-    Wait,
-}
-
-/// A worker ready to run one invocation of one function version.
-struct Lease {
-    worker: WorkerProcess,
-    key: FnKey,
-}
-
 impl Pool {
     /// Creates the pool; workers are started on `runtime`. Call [`Pool::warm_up`]
     /// to start the blank workers.
     pub fn new(config: PoolConfig, telemetry: Arc<Telemetry>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             inner: Arc::new(Inner {
+                state: Mutex::new(PoolState::new(Sizes {
+                    max_workers: config.max_workers,
+                    warm_blank: config.warm_blank,
+                    max_queue: config.max_queue,
+                })),
                 config,
-                state: Mutex::new(State::default()),
-                available: Notify::new(),
                 next_worker_id: AtomicU64::new(1),
                 next_invocation_id: AtomicU64::new(1),
                 telemetry,
@@ -165,12 +161,12 @@ impl Pool {
     }
 
     pub fn supports(&self, language: Language) -> bool {
-        self.inner.config.languages.iter().any(|(l, _)| *l == language)
+        self.inner.config.languages.contains(&language)
     }
 
     /// Starts the blank workers of every language.
     pub fn warm_up(&self) {
-        for (language, _) in &self.inner.config.languages {
+        for language in &self.inner.config.languages {
             self.inner.replenish(*language, false);
         }
     }
@@ -178,7 +174,7 @@ impl Pool {
     /// Whether every language has a live worker (or none is meant to be kept warm).
     pub fn is_ready(&self) -> bool {
         let st = self.inner.lock();
-        self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|(l, _)| st.has_worker_of(*l))
+        self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|l| st.has_worker_of(*l))
     }
 
     /// Waits until [`Pool::is_ready`], at most `limit`.
@@ -197,10 +193,10 @@ impl Pool {
     pub fn workers(&self) -> Vec<WorkerView> {
         let mut views: Vec<WorkerView> = {
             let st = self.inner.lock();
-            st.workers.iter().map(|(id, info)| WorkerView::of(*id, info)).collect()
+            st.records().map(|(id, record)| WorkerView::of(id, record)).collect()
         };
         for v in &mut views {
-            v.rss_bytes = registry::rss_bytes(v.pid);
+            v.rss_bytes = view::rss_bytes(v.pid);
         }
         views.sort_by_key(|v| v.id);
         views
@@ -209,25 +205,13 @@ impl Pool {
     /// Queue depth and workers by state, for `/metrics`.
     pub fn gauges(&self) -> (usize, Vec<(&'static str, usize)>) {
         let st = self.inner.lock();
-        (st.queued, st.count_by_state())
+        (st.queued(), st.count_by_state())
     }
 
     /// Records that `name` now serves `version` (or nothing: `None`), and retires
     /// idle workers of every other version.
     pub fn serve_version(&self, name: &FunctionName, version: Option<u64>) {
-        let retired: Vec<IdleWorker> = {
-            let mut st = self.inner.lock();
-            st.serving.insert(name.clone(), version.unwrap_or(0));
-            // A new version (or none) starts with a clean slate.
-            st.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
-            st.concurrency.retain(|(n, v), _| n != name || Some(*v) == version);
-            let stale: Vec<FnKey> = st.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
-            let retired: Vec<IdleWorker> = stale.into_iter().filter_map(|k| st.idle.remove(&k)).flatten().collect();
-            for w in &retired {
-                st.set_state(w.worker.id, WorkerState::Draining);
-            }
-            retired
-        };
+        let retired = self.inner.lock().serve_version(name, version);
         // Dropped outside the lock: each closes its socket, and its worker exits.
         drop(retired);
     }
@@ -239,36 +223,37 @@ impl Pool {
     /// failed is not an error here but an `Invoked` with a `HandlerFailure`.
     pub async fn invoke(&self, function: &Arc<Deployed>, mut request: HttpRequest) -> Result<Invoked, PoolError> {
         let queue_deadline = tokio::time::Instant::now() + self.inner.config.queue_timeout;
-        self.check_health(function)?;
-        // Held for the whole invocation: at most `concurrency` of this function run.
-        let _permit = self.concurrency_permit(function, queue_deadline).await?;
         loop {
-            let mut lease = self.acquire(function, queue_deadline).await?;
+            let (mut slot, mut worker) = self.acquire(function, queue_deadline).await?;
             let id = self.inner.next_invocation_id.fetch_add(1, Ordering::Relaxed);
             let deadline_ms = function.limits.timeout_ms;
             let hard = Duration::from_millis(deadline_ms) + self.inner.config.kill_grace;
-            let worker_pid = lease.worker.pid;
+            let worker_pid = worker.pid;
             // On this task: the request's thread waits for the worker itself.
-            let outcome = lease.worker.invoke(Invoke { id, request, deadline_ms }, hard).await;
-            return match outcome {
+            let outcome = worker.invoke(Invoke { id, request, deadline_ms }, hard).await;
+            let result = match outcome {
                 Ok(InvokeOutcome::Response { response, logs, stats }) => {
                     if stats.cold {
                         self.inner.telemetry.cold_start(function.language.as_str());
                     }
-                    self.release(lease);
-                    Ok(Invoked { worker_pid, result: Ok(Completed { response, logs, stats }) })
+                    Ok(Completed { response, logs, stats })
                 }
-                Ok(InvokeOutcome::Failure { kind, message, logs }) => {
-                    self.release(lease);
-                    Ok(Invoked { worker_pid, result: Err(HandlerFailure { kind, message, logs }) })
+                Ok(InvokeOutcome::Failure { kind, message, logs }) => Err(HandlerFailure { kind, message, logs }),
+                Err(error) => {
+                    // The worker is not checked in: the slot's drop retires it.
+                    slot.retire(worker);
+                    match error {
+                        WorkerError::GoneBeforeJob(Some(invoke)) => {
+                            request = invoke.request;
+                            continue;
+                        }
+                        WorkerError::HardTimeout => return Err(PoolError::Timeout),
+                        e => return Err(PoolError::WorkerCrashed(e.to_string())),
+                    }
                 }
-                Err(WorkerError::GoneBeforeJob(Some(invoke))) => {
-                    request = invoke.request;
-                    continue;
-                }
-                Err(WorkerError::HardTimeout) => Err(PoolError::Timeout),
-                Err(e) => Err(PoolError::WorkerCrashed(e.to_string())),
             };
+            slot.check_in(worker);
+            return Ok(Invoked { worker_pid, result });
         }
     }
 
@@ -280,7 +265,7 @@ impl Pool {
         bundle_dir: String,
         entrypoint: String,
     ) -> Result<Vec<Artifact>, PrepareError> {
-        let mut worker = self.inner.clone().start_worker(language, false).await?;
+        let mut worker = self.inner.clone().start_worker(language, false, None).await?;
         match worker.prepare(Prepare { language, bundle_dir, entrypoint }, PREPARE_TIMEOUT).await {
             Ok(Ok(artifacts)) => Ok(artifacts),
             Ok(Err(message)) => Err(PrepareError::Rejected(message)),
@@ -292,188 +277,172 @@ impl Pool {
         }
     }
 
-    /// Stops taking work and shuts down every worker that is not leased; leased
-    /// ones are shut down when their invocation ends. Waits up to `grace`.
+    /// Stops taking work and shuts down every worker that is not out with an
+    /// invocation; those are shut down when it ends. Waits up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
-        let (idle, blank) = {
+        let (parked, waiters) = {
             let mut st = self.inner.lock();
-            st.shutting_down = true;
-            (std::mem::take(&mut st.idle), std::mem::take(&mut st.blank))
+            (st.shut_down(), st.all_waiters())
         };
-        drop(idle);
-        drop(blank);
-        self.inner.available.notify_waiters();
+        drop(parked);
+        notify(waiters);
         let deadline = Instant::now() + grace;
-        while self.inner.lock().live > 0 && Instant::now() < deadline {
+        while self.inner.lock().live() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Refuses a function whose `Init` keeps failing, until its backoff ends.
-    fn check_health(&self, function: &Deployed) -> Result<(), PoolError> {
-        let st = self.inner.lock();
-        match st.init_failures.get(&(function.name.clone(), function.version)) {
-            Some(f) if f.count >= UNHEALTHY_AFTER && Instant::now() < f.until => Err(PoolError::Unhealthy {
-                failures: f.count,
-                last_error: f.last_error.clone(),
-                retry_after: f.until.saturating_duration_since(Instant::now()),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// A permit of the function's concurrency. Waiting for one takes a place in
-    /// the same bounded queue as waiting for a worker.
-    async fn concurrency_permit(
-        &self,
-        function: &Deployed,
-        queue_deadline: tokio::time::Instant,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, PoolError> {
-        let semaphore = {
-            let mut st = self.inner.lock();
-            let key = (function.name.clone(), function.version);
-            let limit = function.limits.concurrency.max(1) as usize;
-            st.concurrency.entry(key).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))).clone()
-        };
-        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        let _ticket = {
-            let mut st = self.inner.lock();
-            if st.queued >= self.inner.config.max_queue {
-                return Err(PoolError::Overloaded);
-            }
-            st.queued += 1;
-            QueueTicket(self.inner.clone())
-        };
-        match tokio::time::timeout_at(queue_deadline, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(PoolError::Overloaded),
-        }
-    }
-
+    /// A slot and a worker for one invocation of `function`, waiting in the
+    /// queue (at most until `queue_deadline`) while the state machine says so.
     async fn acquire(
         &self,
         function: &Arc<Deployed>,
         queue_deadline: tokio::time::Instant,
-    ) -> Result<Lease, PoolError> {
+    ) -> Result<(Slot, WorkerProcess), PoolError> {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
         let mut ticket: Option<QueueTicket> = None;
         loop {
-            let available = self.inner.available.notified();
-            tokio::pin!(available);
-            let step = {
+            let grant = {
                 let mut st = self.inner.lock();
-                if st.shutting_down {
-                    return Err(PoolError::ShuttingDown);
-                }
-                if let Some(idle) = st.idle.get_mut(&key).and_then(Vec::pop) {
-                    if st.idle.get(&key).is_some_and(Vec::is_empty) {
-                        st.idle.remove(&key);
+                match st.checkout(function, ticket.as_ref().map(|t| t.id), Instant::now())? {
+                    Some(grant) => Some(grant),
+                    None if ticket.is_none() => {
+                        let wake = Arc::new(Notify::new());
+                        let id = st.enqueue(function, wake.clone())?;
+                        ticket = Some(QueueTicket { inner: self.inner.clone(), id, wake });
+                        None
                     }
-                    st.set_state(idle.worker.id, WorkerState::Busy);
-                    Step::Warm(idle.worker)
-                } else if let Some(blank) = st.blank.get_mut(&language).and_then(Vec::pop) {
-                    st.set_state(blank.id, WorkerState::Initializing);
-                    Step::Blank(blank)
-                } else if st.live < self.inner.config.max_workers {
-                    st.live += 1;
-                    Step::Spawn(None)
-                } else if let Some(victim) = st.take_blank_except(language).or_else(|| st.take_least_recently_used()) {
-                    // The victim's slot passes to the new worker; its exit hook
-                    // gives back the count it held.
-                    st.set_state(victim.id, WorkerState::Draining);
-                    st.live += 1;
-                    Step::Spawn(Some(victim))
-                } else {
-                    if ticket.is_none() {
-                        if st.queued >= self.inner.config.max_queue {
-                            return Err(PoolError::Overloaded);
-                        }
-                        st.queued += 1;
-                        ticket = Some(QueueTicket(self.inner.clone()));
-                    }
-                    // Registered before the lock is released, so a worker freed
-                    // in between still wakes us.
-                    available.as_mut().enable();
-                    Step::Wait
+                    None => None,
                 }
             };
-            let blank = match step {
-                Step::Warm(worker) => return Ok(Lease { worker, key }),
-                Step::Blank(worker) => {
+            let Some(grant) = grant else {
+                // A wake between the lock and here is kept by the Notify's permit.
+                let wake = ticket.as_ref().map(|t| t.wake.clone()).unwrap_or_default();
+                if tokio::time::timeout_at(queue_deadline, wake.notified()).await.is_err() {
+                    return Err(PoolError::Overloaded);
+                }
+                continue;
+            };
+            // Out of the queue now; the slot is ours until it is dropped.
+            drop(ticket.take());
+            let slot = Slot { inner: self.inner.clone(), key: key.clone(), worker: None, released: false };
+            let blank = match grant {
+                Checkout::Warm(worker) => return Ok((slot, worker)),
+                Checkout::Blank(worker) => {
                     self.inner.replenish(language, true);
                     worker
                 }
-                Step::Spawn(victim) => {
+                Checkout::Spawn { victim } => {
                     drop(victim);
-                    let started = self.inner.clone().start_worker(language, true).await;
+                    let started = self.inner.clone().start_worker(language, true, Some(function.clone())).await;
                     // No blank worker was ready: make sure the next cold start
                     // of this language finds one.
                     self.inner.replenish(language, true);
                     match started {
                         Ok(worker) => worker,
                         Err(e) => {
-                            self.inner.forget_one();
+                            self.inner.lock().start_failed();
                             return Err(e);
                         }
                     }
                 }
-                Step::Wait => {
-                    if tokio::time::timeout_at(queue_deadline, available).await.is_err() {
-                        return Err(PoolError::Overloaded);
-                    }
-                    continue;
-                }
             };
+            let id = blank.id;
             match self.inner.specialize(blank, function).await {
                 Ok(Some(worker)) => {
-                    let mut st = self.inner.lock();
-                    st.init_failures.remove(&key);
-                    st.set_state(worker.id, WorkerState::Busy);
-                    return Ok(Lease { worker, key });
+                    self.inner.lock().specialized(id, &key, Ok(()), Instant::now());
+                    return Ok((slot, worker));
                 }
+                // It died before taking `Init`; its exit gives its place back.
                 Ok(None) => continue,
                 Err(e) => {
-                    self.inner.record_init_failure(&key, &e);
+                    self.inner.lock().specialized(id, &key, Err(&e), Instant::now());
                     return Err(e);
                 }
             }
         }
     }
+}
 
-    /// Returns a worker after its invocation: idle for its function, replaced if
-    /// a restart asked for it, or retired if its version is no longer served.
-    fn release(&self, lease: Lease) {
-        let Lease { worker, key } = lease;
-        let mut st = self.inner.lock();
-        let stale = st.serving.get(&key.0).is_some_and(|v| *v != key.1);
-        let drain = st.workers.get_mut(&worker.id).map(|info| {
-            info.invocations += 1;
-            info.drain
-        });
-        if st.shutting_down || stale {
-            st.set_state(worker.id, WorkerState::Draining);
-            drop(st);
-            drop(worker);
-        } else if drain == Some(true) {
-            drop(st);
-            self.inner.clone().replace(worker);
-        } else {
-            st.set_state(worker.id, WorkerState::Idle);
-            st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });
-            drop(st);
-            self.inner.available.notify_one();
+/// One invocation slot, held from its grant until the worker is checked in.
+/// Dropped any other way (an error, a cancelled request), it gives the slot back
+/// and the worker, if one was handed over, is retired: its state is unknown.
+struct Slot {
+    inner: Arc<Inner>,
+    key: FnKey,
+    /// A worker whose exchange broke, retired with the slot.
+    worker: Option<WorkerProcess>,
+    /// Given back already, by a check-in.
+    released: bool,
+}
+
+impl Slot {
+    /// Returns the worker after its invocation: parked idle, replaced if a
+    /// restart asked for it, or retired if its version is no longer served.
+    fn check_in(mut self, worker: WorkerProcess) {
+        let (checkin, wake) = {
+            let mut st = self.inner.lock();
+            let checkin = st.checkin(worker, &self.key, Instant::now());
+            (checkin, st.to_wake())
+        };
+        self.released = true;
+        notify(wake);
+        match checkin {
+            Checkin::Parked => {}
+            Checkin::Retire(worker) => drop(worker),
+            Checkin::Replace(worker) => self.inner.clone().replace(worker),
         }
+    }
+
+    fn retire(&mut self, worker: WorkerProcess) {
+        self.worker = Some(worker);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let worker = self.worker.take();
+        let wake = {
+            let mut st = self.inner.lock();
+            st.abandon(worker.as_ref().map(|w| w.id), &self.key);
+            st.to_wake()
+        };
+        notify(wake);
+        drop(worker);
     }
 }
 
 /// A place in the wait queue, given back however the wait ends.
-struct QueueTicket(Arc<Inner>);
+struct QueueTicket {
+    inner: Arc<Inner>,
+    id: WaiterId,
+    wake: Arc<Notify>,
+}
 
 impl Drop for QueueTicket {
     fn drop(&mut self) {
-        self.0.lock().queued -= 1;
+        let wake = {
+            let mut st = self.inner.lock();
+            st.dequeue(self.id);
+            st.to_wake()
+        };
+        notify(wake);
+    }
+}
+
+/// Wakes waiters the state machine chose; called with the lock released.
+fn notify(wakers: Vec<Arc<Notify>>) {
+    for w in wakers {
+        w.notify_one();
+    }
+}
+
+impl state::Handle for WorkerProcess {
+    fn id(&self) -> state::WorkerId {
+        self.id
     }
 }

@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use polyfaas_protocol::connection::Connection;
+use polyfaas_protocol::launch::WorkerLaunch;
 use polyfaas_protocol::{
-    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker,
+    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Logs, Prepare, Stats, ToWorker,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};
@@ -60,9 +61,31 @@ pub enum WorkerError {
 /// Why a worker's process ended; passed to the pool's exit hook.
 #[derive(Debug, Clone)]
 pub enum ExitReason {
+    /// The pool let go of it and it exited (or was killed after the grace).
     Retired,
     Died(String),
-    Killed(&'static str),
+    Killed(KillReason),
+}
+
+/// Why the pool killed a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// It did not answer within its invocation's hard deadline.
+    HardDeadline,
+    /// An operator's forced restart.
+    OnRequest,
+    /// It answered out of turn or sent a frame that does not decode.
+    ProtocolError,
+}
+
+impl std::fmt::Display for KillReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KillReason::HardDeadline => "hard deadline",
+            KillReason::OnRequest => "on request",
+            KillReason::ProtocolError => "protocol error",
+        })
+    }
 }
 
 /// Makes a worker's watcher SIGKILL the process at once, busy or not.
@@ -70,17 +93,17 @@ pub enum ExitReason {
 pub struct KillSwitch {
     notify: Notify,
     /// The first reason given wins.
-    reason: Mutex<Option<&'static str>>,
+    reason: Mutex<Option<KillReason>>,
 }
 
 impl KillSwitch {
-    pub fn kill(&self, reason: &'static str) {
+    pub fn kill(&self, reason: KillReason) {
         self.reason.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
         self.notify.notify_one();
     }
 
-    fn reason(&self) -> &'static str {
-        self.reason.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or("on request")
+    fn reason(&self) -> KillReason {
+        self.reason.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or(KillReason::OnRequest)
     }
 }
 
@@ -105,12 +128,10 @@ impl WorkerProcess {
     pub async fn start(
         id: u64,
         worker_bin: &Path,
-        language: Language,
-        extra_args: &[std::ffi::OsString],
+        launch: &WorkerLaunch,
         on_exit: impl FnOnce(u64, ExitReason) + Send + 'static,
     ) -> Result<Self, WorkerError> {
-        let (mut child, mut conn) =
-            spawn(worker_bin, language, extra_args).map_err(|e| WorkerError::Spawn(e.to_string()))?;
+        let (mut child, mut conn) = spawn(worker_bin, launch).map_err(|e| WorkerError::Spawn(e.to_string()))?;
         let pid = child.id().unwrap_or(0);
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
             Ok(Ok(reported)) if reported == pid => conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string())),
@@ -176,7 +197,7 @@ impl WorkerProcess {
     /// A worker that answered out of turn is not trusted with another job.
     fn broken<T>(&mut self, what: String) -> Result<T, WorkerError> {
         self.socket = None;
-        self.kill.kill("protocol error");
+        self.kill.kill(KillReason::ProtocolError);
         Err(WorkerError::Protocol(what))
     }
 
@@ -202,7 +223,7 @@ impl WorkerProcess {
             Ok(answer) => answer,
             Err(_) => {
                 warn!(pid = self.pid, ?limit, "worker missed its hard deadline; killing it");
-                self.kill.kill("hard deadline");
+                self.kill.kill(KillReason::HardDeadline);
                 return Err(WorkerError::HardTimeout);
             }
         };
@@ -223,25 +244,22 @@ impl WorkerProcess {
                 }))
             }
             Err(e) => {
-                self.kill.kill("protocol error");
+                self.kill.kill(KillReason::ProtocolError);
                 Err(WorkerError::Protocol(e.to_string()))
             }
         }
     }
 }
 
-/// Forks and execs the worker with the child end of a socketpair as fd 3, an empty
-/// environment, and nothing on stdin.
-fn spawn(
-    worker_bin: &Path,
-    language: Language,
-    extra_args: &[std::ffi::OsString],
-) -> std::io::Result<(Child, Connection)> {
-    // Both ends are close-on-exec; only the dup to fd 3 below survives into the child.
+/// Forks and execs the worker with the child end of a socketpair as `launch.fd`,
+/// an empty environment, and nothing on stdin.
+fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Connection)> {
+    // Both ends are close-on-exec; only the dup to `target` below survives into the child.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let child_fd = theirs.as_raw_fd();
+    let target = launch.fd;
     let mut cmd = Command::new(worker_bin);
-    cmd.arg("--fd").arg("3").arg("--language").arg(language.as_str()).args(extra_args);
+    cmd.args(launch.to_args());
     // stderr through a pipe the supervisor forwards: a worker may write no file
     // (RLIMIT_FSIZE=0), and the supervisor's own stderr may be one.
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
@@ -251,7 +269,8 @@ fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             // dup2 onto itself would keep FD_CLOEXEC set; clear it instead.
-            let rc = if child_fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(child_fd, 3) };
+            let rc =
+                if child_fd == target { libc::fcntl(target, libc::F_SETFD, 0) } else { libc::dup2(child_fd, target) };
             if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
         });
     }
@@ -302,7 +321,14 @@ async fn watch_process(
             let _ = child.start_kill();
             ExitReason::Killed(kill.reason())
         }
-        status = child.wait() => ExitReason::Died(describe_exit(status)),
+        status = child.wait() => match status {
+            // A clean exit after the pool let go (it closed the socket first) is
+            // a retirement, not a death.
+            Ok(s) if s.success() && matches!(retired.try_recv(), Err(oneshot::error::TryRecvError::Closed)) => {
+                ExitReason::Retired
+            }
+            status => ExitReason::Died(describe_exit(status)),
+        },
         _ = &mut retired => {
             if tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await.is_err() {
                 let _ = child.start_kill();

@@ -13,9 +13,9 @@ use std::time::Instant;
 use polyfaas_protocol::Language;
 use serde::Serialize;
 
-use super::process::WorkerProcess;
-use super::registry::{IdleWorker, WorkerInfo, WorkerState};
-use super::{Inner, Pool};
+use super::process::{KillReason, WorkerProcess};
+use super::state::{RestartStep, WorkerRecord, WorkerState};
+use super::{Inner, Pool, notify};
 use crate::store::{Deployed, FunctionName};
 
 /// Which workers to restart; unset fields match everything.
@@ -27,7 +27,7 @@ pub struct RestartFilter {
 }
 
 impl RestartFilter {
-    fn matches(&self, id: u64, info: &WorkerInfo) -> bool {
+    fn matches(&self, id: u64, info: &WorkerRecord) -> bool {
         self.id.is_none_or(|want| want == id)
             && self.language.is_none_or(|want| want == info.language)
             && self.function.as_ref().is_none_or(|want| info.function.as_ref().is_some_and(|f| &f.name == want))
@@ -56,6 +56,12 @@ struct Spec {
     restarts: u32,
 }
 
+impl Spec {
+    fn of(record: &WorkerRecord) -> Self {
+        Spec { language: record.language, function: record.function.clone(), restarts: record.restarts }
+    }
+}
+
 impl Pool {
     /// Restarts the workers `filter` selects. Returns once parked workers are
     /// replaced; busy ones are replaced when their invocation ends.
@@ -65,31 +71,28 @@ impl Pool {
         let mut killed = Vec::new();
         {
             let mut st = self.inner.lock();
-            let mut ids: Vec<u64> =
-                st.workers.iter().filter(|(id, info)| filter.matches(**id, info)).map(|(id, _)| *id).collect();
+            let mut ids: Vec<u64> = st.records().filter(|(id, r)| filter.matches(*id, r)).map(|(id, _)| id).collect();
             ids.sort_unstable();
             for id in ids {
-                let Some(info) = st.workers.get(&id) else { continue };
-                let spec = Spec { language: info.language, function: info.function.clone(), restarts: info.restarts };
+                let Some(record) = st.record(id) else { continue };
+                let spec = Spec::of(record);
                 let mut entry = Restarted {
                     id,
-                    pid: info.pid,
-                    language: info.language.as_str(),
-                    function: info.function.as_ref().map(|f| f.name.to_string()),
-                    state: info.state,
+                    pid: record.pid,
+                    language: record.language.as_str(),
+                    function: record.function.as_ref().map(|f| f.name.to_string()),
+                    state: record.state,
                     action: "replaced",
                 };
-                if force {
-                    info.kill.kill("on request");
-                    entry.action = "killed";
-                    killed.push(spec);
-                } else if let Some(worker) = st.take_parked(id) {
-                    st.set_state(id, WorkerState::Draining);
-                    parked.push(worker);
-                } else if let Some(info) = st.workers.get_mut(&id) {
-                    info.drain = true;
-                    info.state = WorkerState::Draining;
-                    entry.action = "draining";
+                match st.restart(id, force) {
+                    Some(RestartStep::Kill(switch)) => {
+                        switch.kill(KillReason::OnRequest);
+                        entry.action = "killed";
+                        killed.push(spec);
+                    }
+                    Some(RestartStep::Replace(worker)) => parked.push(worker),
+                    // Already draining for an earlier restart: it is replaced all the same.
+                    Some(RestartStep::Drain) | None => entry.action = "draining",
                 }
                 report.push(entry);
             }
@@ -119,15 +122,7 @@ impl Inner {
 
     /// Starts and warms a replacement for `old`, then shuts `old` down.
     async fn replace_now(self: Arc<Self>, old: WorkerProcess) {
-        let spec = {
-            let mut st = self.lock();
-            st.set_state(old.id, WorkerState::Draining);
-            st.workers.get(&old.id).map(|info| Spec {
-                language: info.language,
-                function: info.function.clone(),
-                restarts: info.restarts,
-            })
-        };
+        let spec = self.lock().record(old.id).map(Spec::of);
         if let Some(spec) = spec {
             self.clone().start_replacement(spec).await;
         }
@@ -136,48 +131,44 @@ impl Inner {
     }
 
     /// Starts a worker like `spec`, specializes it if `spec` has a function that
-    /// is still served, and parks it. It holds a slot of its own: the pool may be
+    /// is still served, and parks it. It holds a start of its own: the pool may be
     /// one over its size until the worker it replaces has exited.
     async fn start_replacement(self: Arc<Self>, spec: Spec) {
-        self.lock().live += 1;
-        let worker = match self.clone().start_worker(spec.language, true).await {
+        let function = {
+            let mut st = self.lock();
+            st.reserve_start();
+            spec.function.filter(|f| st.is_served(f))
+        };
+        let worker = match self.clone().start_worker(spec.language, true, function.clone()).await {
             Ok(worker) => worker,
             Err(e) => {
                 tracing::warn!("cannot start a replacement worker: {e}");
-                self.forget_one();
+                let wake = {
+                    let mut st = self.lock();
+                    st.start_failed();
+                    st.to_wake()
+                };
+                notify(wake);
                 return;
             }
         };
-        if let Some(info) = self.lock().workers.get_mut(&worker.id) {
-            info.restarts = spec.restarts + 1;
-        }
-        let served = spec.function.filter(|f| self.lock().serving.get(&f.name).is_none_or(|v| *v == f.version));
-        let Some(function) = served else {
-            self.park_blank(worker, spec.language);
-            return;
+        self.lock().set_restarts(worker.id, spec.restarts + 1);
+        let (worker, key) = match function {
+            None => (worker, None),
+            Some(function) => match self.specialize(worker, &function).await {
+                Ok(Some(worker)) => (worker, Some((function.name.clone(), function.version))),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(function = %function.name, "replacement worker did not start: {e}");
+                    return;
+                }
+            },
         };
-        match self.specialize(worker, &function).await {
-            Ok(Some(worker)) => {
-                let mut st = self.lock();
-                st.set_state(worker.id, WorkerState::Idle);
-                let key = (function.name.clone(), function.version);
-                st.idle.entry(key).or_default().push(IdleWorker { worker, last_used: Instant::now() });
-                drop(st);
-                self.available.notify_one();
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(function = %function.name, "replacement worker did not start: {e}"),
-        }
-    }
-
-    fn park_blank(&self, worker: WorkerProcess, language: Language) {
-        let mut st = self.lock();
-        if st.shutting_down {
-            return;
-        }
-        st.set_state(worker.id, WorkerState::Blank);
-        st.blank.entry(language).or_default().push(worker);
-        drop(st);
-        self.available.notify_one();
+        let (unwanted, wake) = {
+            let mut st = self.lock();
+            (st.park(worker, key, Instant::now()), st.to_wake())
+        };
+        drop(unwanted);
+        notify(wake);
     }
 }

@@ -98,7 +98,3 @@ impl Blank {
         }
     }
 }
-
-pub fn parse_language(s: &str) -> Result<Language> {
-    Language::parse(s).ok_or_else(|| anyhow::anyhow!("unknown language {s}"))
-}

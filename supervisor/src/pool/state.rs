@@ -1,0 +1,746 @@
+//! The pool's state machine: where every worker is, which function holds which
+//! invocation slots, and who waits. Plain data behind the pool's mutex — no
+//! awaits, no I/O, no processes — so every rule here is unit-tested with fake
+//! workers (`tests.rs`, including a randomized sequence with invariant checks).
+//!
+//! **Workers.** Each live process is counted once, from the moment a start is
+//! reserved until its exit is reported: `live = registered + starting`. A
+//! registered worker is in exactly one place: parked *blank* (per language),
+//! parked *idle* (per function version, least recently used first to go), or out
+//! with its owner (initializing, busy, draining).
+//!
+//! **Slots.** Capacity is counted in invocation slots (`max_workers ×
+//! SLOTS_PER_WORKER`), not in workers, so the rules hold unchanged once a worker
+//! runs several invocations at once. An invocation holds one slot from the moment
+//! it is granted until its owner checks the worker in or lets the slot go.
+//!
+//! **Fairness.** (1) A function holds at most its `concurrency` slots. (2) The
+//! last `reserved` free slots go only to a function that holds none: a function
+//! with long invocations can never take the whole pool, so a bystander always
+//! finds a slot unless every slot is held by a *different* function's
+//! long-running invocation. (3) Waiters are served by fewest slots held, then by
+//! arrival; a new arrival never passes an eligible waiter that ranks before it.
+//!
+//! Every count here is changed in exactly one method; nothing outside this file
+//! can touch the fields. It must never block, call a worker, or hand the same
+//! worker to two owners.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polyfaas_protocol::Language;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::process::KillSwitch;
+use super::{MAX_BACKOFF, MAX_UNHEALTHY_BACKOFF, MIN_BACKOFF, PoolError, UNHEALTHY_AFTER, UNHEALTHY_BACKOFF};
+use crate::store::{Deployed, FunctionName};
+
+#[cfg(test)]
+mod tests;
+
+pub type WorkerId = u64;
+pub type WaiterId = u64;
+/// A function version: what a warm worker is specialized for.
+pub type FnKey = (FunctionName, u64);
+
+/// Invocations one worker runs at once. Fairness and capacity are counted in
+/// these slots; a pipelining pool raises it without changing any rule.
+pub const SLOTS_PER_WORKER: usize = 1;
+
+/// What the state machine needs of a worker handle.
+pub trait Handle {
+    fn id(&self) -> WorkerId;
+}
+
+/// The pool's fixed sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Most worker processes alive at once (all states, all functions).
+    pub max_workers: usize,
+    /// Blank workers kept ready per language.
+    pub warm_blank: usize,
+    /// Most invocations waiting at once.
+    pub max_queue: usize,
+}
+
+impl Sizes {
+    pub fn slots(&self) -> usize {
+        self.max_workers * SLOTS_PER_WORKER
+    }
+
+    /// Free slots kept for functions that hold none: one per eight slots.
+    pub fn reserved(&self) -> usize {
+        (self.slots() / 8).max(1)
+    }
+}
+
+/// A worker's life, as `/admin/workers` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Runtime loaded, no function: ready to be specialized.
+    Blank,
+    /// Being specialized with `Init`.
+    Initializing,
+    /// Specialized and warm, waiting for an invocation of its function.
+    Idle,
+    /// Running an invocation.
+    Busy,
+    /// Finishing its invocation, or exiting; it is never handed out again.
+    Draining,
+}
+
+impl WorkerState {
+    pub const ALL: [WorkerState; 5] =
+        [WorkerState::Blank, WorkerState::Initializing, WorkerState::Idle, WorkerState::Busy, WorkerState::Draining];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Blank => "blank",
+            WorkerState::Initializing => "initializing",
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Draining => "draining",
+        }
+    }
+}
+
+/// What the pool knows of one registered worker process.
+pub struct WorkerRecord {
+    pub pid: u32,
+    pub language: Language,
+    pub function: Option<Arc<Deployed>>,
+    pub state: WorkerState,
+    pub invocations: u64,
+    /// How many workers this one replaced, through restarts of its predecessors.
+    pub restarts: u32,
+    pub started: Instant,
+    pub kill: Arc<KillSwitch>,
+    /// A graceful restart asked for it while it was out: replace it at check-in.
+    drain: bool,
+}
+
+/// What a grant gives the invocation (which holds a slot from now on).
+pub enum Checkout<W> {
+    /// A warm worker of the function version: run the invocation on it.
+    Warm(W),
+    /// A blank worker of the language: specialize it, then run.
+    Blank(W),
+    /// Start a new process (a start is reserved) once `victim`, whose place it
+    /// takes, is dropped.
+    Spawn { victim: Option<W> },
+}
+
+/// What becomes of a worker checked in after its invocation.
+pub enum Checkin<W> {
+    /// Parked idle for its function version.
+    Parked,
+    /// Its version is no longer served, or the pool is shutting down: drop it.
+    Retire(W),
+    /// A graceful restart asked for it: start its replacement, then drop it.
+    Replace(W),
+}
+
+/// What a restart does to one worker.
+pub enum RestartStep<W> {
+    /// Parked: replace it now (it is already out of the parked lists).
+    Replace(W),
+    /// Out with its owner: replaced when checked in.
+    Drain,
+    /// Killed at once through its switch.
+    Kill(Arc<KillSwitch>),
+}
+
+/// Blank workers to start for one language, and workers retired to make room.
+pub struct BlankPlan<W> {
+    pub start: usize,
+    pub retired: Vec<W>,
+}
+
+struct Idle<W> {
+    worker: W,
+    last_used: Instant,
+}
+
+struct Waiter {
+    key: FnKey,
+    concurrency: usize,
+    wake: Arc<Notify>,
+}
+
+pub struct InitFailures {
+    pub count: u32,
+    pub until: Instant,
+    pub last_error: String,
+}
+
+pub struct PoolState<W> {
+    sizes: Sizes,
+    workers: HashMap<WorkerId, WorkerRecord>,
+    idle: HashMap<FnKey, Vec<Idle<W>>>,
+    blank: HashMap<Language, Vec<W>>,
+    /// Process starts reserved and not yet registered (or failed).
+    starting: usize,
+    /// Of those, the blank workers being started, per language.
+    blank_starting: HashMap<Language, usize>,
+    /// Slots held per function version; no zero entries.
+    held: HashMap<FnKey, usize>,
+    total_held: usize,
+    waiters: BTreeMap<WaiterId, Waiter>,
+    next_waiter: WaiterId,
+    /// The version each function serves (`None`: deleted); workers of other
+    /// versions are retired as soon as they are parked or checked in.
+    serving: HashMap<FunctionName, Option<u64>>,
+    init_failures: HashMap<FnKey, InitFailures>,
+    spawn_backoff: Option<(Instant, Duration)>,
+    shutting_down: bool,
+}
+
+impl<W: Handle> PoolState<W> {
+    pub fn new(sizes: Sizes) -> Self {
+        Self {
+            sizes,
+            workers: HashMap::new(),
+            idle: HashMap::new(),
+            blank: HashMap::new(),
+            starting: 0,
+            blank_starting: HashMap::new(),
+            held: HashMap::new(),
+            total_held: 0,
+            waiters: BTreeMap::new(),
+            next_waiter: 1,
+            serving: HashMap::new(),
+            init_failures: HashMap::new(),
+            spawn_backoff: None,
+            shutting_down: false,
+        }
+    }
+
+    // ---- invocations -------------------------------------------------------
+
+    /// Grants `function` a slot and a worker, or says to wait (`Ok(None)`).
+    /// `waiter`: the caller's place in the queue, if it has one.
+    ///
+    /// # Errors
+    /// `ShuttingDown`, or `Unhealthy` while the function's `Init` keeps failing.
+    pub fn checkout(
+        &mut self,
+        function: &Arc<Deployed>,
+        waiter: Option<WaiterId>,
+        now: Instant,
+    ) -> Result<Option<Checkout<W>>, PoolError> {
+        if self.shutting_down {
+            return Err(PoolError::ShuttingDown);
+        }
+        let key: FnKey = (function.name.clone(), function.version);
+        if let Some(f) = self.init_failures.get(&key)
+            && f.count >= UNHEALTHY_AFTER
+            && now < f.until
+        {
+            return Err(PoolError::Unhealthy {
+                failures: f.count,
+                last_error: f.last_error.clone(),
+                retry_after: f.until.saturating_duration_since(now),
+            });
+        }
+        let concurrency = function.limits.concurrency.max(1) as usize;
+        if !self.may_take(&key, concurrency) || self.outranked(&key, waiter) {
+            return Ok(None);
+        }
+        let language = function.language;
+        let grant = if let Some(worker) = self.pop_idle(&key) {
+            self.set_state(worker.id(), WorkerState::Busy);
+            Checkout::Warm(worker)
+        } else if let Some(worker) = self.blank.get_mut(&language).and_then(Vec::pop) {
+            if let Some(record) = self.workers.get_mut(&worker.id()) {
+                record.state = WorkerState::Initializing;
+                record.function = Some(function.clone());
+            }
+            Checkout::Blank(worker)
+        } else if self.live() < self.sizes.max_workers {
+            self.starting += 1;
+            Checkout::Spawn { victim: None }
+        } else if let Some(victim) = self.take_blank_except(language).or_else(|| self.take_least_recently_used()) {
+            // The victim stays live until its exit is reported: the pool is one
+            // over its size for that moment, as with any replacement.
+            self.set_state(victim.id(), WorkerState::Draining);
+            self.starting += 1;
+            Checkout::Spawn { victim: Some(victim) }
+        } else {
+            // A slot is free but every worker is out or still starting.
+            return Ok(None);
+        };
+        *self.held.entry(key).or_default() += 1;
+        self.total_held += 1;
+        Ok(Some(grant))
+    }
+
+    /// Whether `key` may take a slot now, by rules (1) and (2).
+    fn may_take(&self, key: &FnKey, concurrency: usize) -> bool {
+        let held = self.held.get(key).copied().unwrap_or(0);
+        let free = self.sizes.slots().saturating_sub(self.total_held);
+        held < concurrency && free > 0 && (held == 0 || free > self.sizes.reserved())
+    }
+
+    /// Whether an eligible waiter ranks before the caller (rule 3).
+    fn outranked(&self, key: &FnKey, me: Option<WaiterId>) -> bool {
+        let rank = (self.held.get(key).copied().unwrap_or(0), me.unwrap_or(WaiterId::MAX));
+        self.waiters
+            .iter()
+            .any(|(id, w)| Some(*id) != me && self.may_take(&w.key, w.concurrency) && self.rank(*id, w) < rank)
+    }
+
+    fn rank(&self, id: WaiterId, w: &Waiter) -> (usize, WaiterId) {
+        (self.held.get(&w.key).copied().unwrap_or(0), id)
+    }
+
+    /// Takes a place in the wait queue.
+    ///
+    /// # Errors
+    /// `Overloaded` when the queue is full.
+    pub fn enqueue(&mut self, function: &Deployed, wake: Arc<Notify>) -> Result<WaiterId, PoolError> {
+        if self.waiters.len() >= self.sizes.max_queue {
+            return Err(PoolError::Overloaded);
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        let key = (function.name.clone(), function.version);
+        self.waiters.insert(id, Waiter { key, concurrency: function.limits.concurrency.max(1) as usize, wake });
+        Ok(id)
+    }
+
+    pub fn dequeue(&mut self, id: WaiterId) {
+        self.waiters.remove(&id);
+    }
+
+    /// The waiters to wake now, best first: as many eligible ones as there are
+    /// free slots (they re-run `checkout`; one that loses the race waits again).
+    pub fn to_wake(&self) -> Vec<Arc<Notify>> {
+        let free = self.sizes.slots().saturating_sub(self.total_held);
+        self.ranked_eligible().into_iter().take(free.max(1)).map(|id| self.waiters[&id].wake.clone()).collect()
+    }
+
+    /// Every waiter, to be woken at shutdown (each then sees `ShuttingDown`).
+    pub fn all_waiters(&self) -> Vec<Arc<Notify>> {
+        self.waiters.values().map(|w| w.wake.clone()).collect()
+    }
+
+    /// Eligible waiters in the order they are served.
+    pub fn ranked_eligible(&self) -> Vec<WaiterId> {
+        let mut ids: Vec<(usize, WaiterId)> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| self.may_take(&w.key, w.concurrency))
+            .map(|(id, w)| self.rank(*id, w))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Gives back a slot: the invocation ended without checking a worker in
+    /// (its worker died or broke, or none could be started). The worker, if
+    /// any, is never handed out again; its exit is reported later.
+    pub fn abandon(&mut self, worker: Option<WorkerId>, key: &FnKey) {
+        if let Some(id) = worker {
+            self.set_state(id, WorkerState::Draining);
+        }
+        self.release(key);
+    }
+
+    fn release(&mut self, key: &FnKey) {
+        if let Some(n) = self.held.get_mut(key) {
+            *n -= 1;
+            self.total_held -= 1;
+            if *n == 0 {
+                self.held.remove(key);
+            }
+        }
+    }
+
+    /// Returns a worker after its invocation and gives back the slot.
+    pub fn checkin(&mut self, worker: W, key: &FnKey, now: Instant) -> Checkin<W> {
+        self.release(key);
+        let stale = self.serving.get(&key.0).is_some_and(|v| *v != Some(key.1));
+        let Some(record) = self.workers.get_mut(&worker.id()) else {
+            // Its exit was already reported: nothing to park.
+            return Checkin::Retire(worker);
+        };
+        record.invocations += 1;
+        if self.shutting_down || stale {
+            record.state = WorkerState::Draining;
+            Checkin::Retire(worker)
+        } else if record.drain {
+            record.state = WorkerState::Draining;
+            Checkin::Replace(worker)
+        } else {
+            record.state = WorkerState::Idle;
+            self.idle.entry(key.clone()).or_default().push(Idle { worker, last_used: now });
+            Checkin::Parked
+        }
+    }
+
+    /// The outcome of `Init` on a worker granted as `Blank` or `Spawn`.
+    pub fn specialized(&mut self, id: WorkerId, key: &FnKey, result: Result<(), &PoolError>, now: Instant) {
+        match result {
+            Ok(()) => {
+                self.init_failures.remove(key);
+                self.set_state(id, WorkerState::Busy);
+            }
+            Err(error) => {
+                self.set_state(id, WorkerState::Draining);
+                let entry = self.init_failures.entry(key.clone()).or_insert(InitFailures {
+                    count: 0,
+                    until: now,
+                    last_error: String::new(),
+                });
+                entry.count += 1;
+                entry.last_error = error.to_string();
+                if entry.count >= UNHEALTHY_AFTER {
+                    let doublings = (entry.count - UNHEALTHY_AFTER).min(6);
+                    entry.until = now + (UNHEALTHY_BACKOFF * 2u32.pow(doublings)).min(MAX_UNHEALTHY_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// How often in a row `key`'s `Init` failed, and until when it is refused.
+    #[cfg(test)]
+    pub fn init_failures(&self, key: &FnKey) -> Option<(u32, Instant)> {
+        self.init_failures.get(key).map(|f| (f.count, f.until))
+    }
+
+    // ---- processes ---------------------------------------------------------
+
+    /// Reserves a process start outside `checkout` (a replacement): it may take
+    /// the pool one over its size until the worker it replaces has exited.
+    pub fn reserve_start(&mut self) {
+        self.starting += 1;
+    }
+
+    /// A reserved start said `Hello`: it is a registered worker from now on.
+    pub fn register(
+        &mut self,
+        id: WorkerId,
+        pid: u32,
+        language: Language,
+        function: Option<Arc<Deployed>>,
+        kill: Arc<KillSwitch>,
+        now: Instant,
+    ) {
+        self.starting = self.starting.saturating_sub(1);
+        let state = if function.is_some() { WorkerState::Initializing } else { WorkerState::Blank };
+        let record = WorkerRecord {
+            pid,
+            language,
+            function,
+            state,
+            invocations: 0,
+            restarts: 0,
+            started: now,
+            kill,
+            drain: false,
+        };
+        self.workers.insert(id, record);
+    }
+
+    /// A reserved start failed before `Hello`.
+    pub fn start_failed(&mut self) {
+        self.starting = self.starting.saturating_sub(1);
+    }
+
+    /// A worker's process is gone. Returns its handle if it was parked (the
+    /// caller drops it outside the lock).
+    pub fn exited(&mut self, id: WorkerId) -> Option<W> {
+        self.workers.remove(&id)?;
+        self.take_parked(id)
+    }
+
+    pub fn set_restarts(&mut self, id: WorkerId, restarts: u32) {
+        if let Some(record) = self.workers.get_mut(&id) {
+            record.restarts = restarts;
+        }
+    }
+
+    /// Parks a replacement: idle if specialized for a served version, else blank.
+    /// Returns it if the pool no longer wants it.
+    pub fn park(&mut self, worker: W, key: Option<FnKey>, now: Instant) -> Option<W> {
+        let id = worker.id();
+        let Some(record) = self.workers.get_mut(&id) else { return Some(worker) };
+        if self.shutting_down {
+            record.state = WorkerState::Draining;
+            return Some(worker);
+        }
+        match key {
+            Some(key) if self.serving.get(&key.0).is_none_or(|v| *v == Some(key.1)) => {
+                record.state = WorkerState::Idle;
+                self.idle.entry(key).or_default().push(Idle { worker, last_used: now });
+            }
+            Some(_) => {
+                record.state = WorkerState::Draining;
+                return Some(worker);
+            }
+            None => {
+                record.state = WorkerState::Blank;
+                record.function = None;
+                let language = record.language;
+                self.blank.entry(language).or_default().push(worker);
+            }
+        }
+        None
+    }
+
+    /// Plans blank workers for `language` up to `warm_blank` ready or coming, as
+    /// far as the pool's size allows. With `make_room` (the language just used
+    /// its blank worker) a full pool retires its least recently used idle worker
+    /// for each: that worker would be the next victim anyway.
+    pub fn plan_blanks(&mut self, language: Language, make_room: bool, now: Instant) -> BlankPlan<W> {
+        let mut plan = BlankPlan { start: 0, retired: Vec::new() };
+        if self.shutting_down || self.spawn_backoff.is_some_and(|(until, _)| now < until) {
+            return plan;
+        }
+        loop {
+            let have = self.blank.get(&language).map_or(0, Vec::len)
+                + self.blank_starting.get(&language).copied().unwrap_or(0);
+            if have >= self.sizes.warm_blank {
+                break;
+            }
+            if self.live() >= self.sizes.max_workers {
+                let Some(victim) = make_room.then(|| self.take_least_recently_used()).flatten() else { break };
+                self.set_state(victim.id(), WorkerState::Draining);
+                plan.retired.push(victim);
+            }
+            self.starting += 1;
+            *self.blank_starting.entry(language).or_default() += 1;
+            plan.start += 1;
+        }
+        plan
+    }
+
+    /// A planned blank worker started (and was registered). Returns it if the
+    /// pool no longer wants it.
+    pub fn blank_ready(&mut self, language: Language, worker: W) -> Option<W> {
+        self.uncount_blank_start(language);
+        self.spawn_backoff = None;
+        self.park(worker, None, Instant::now())
+    }
+
+    /// A planned blank worker failed to start: returns the backoff before the
+    /// next try, which doubles with each failure in a row.
+    pub fn blank_failed(&mut self, language: Language, now: Instant) -> Duration {
+        self.uncount_blank_start(language);
+        self.start_failed();
+        let backoff = self.spawn_backoff.map_or(MIN_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
+        self.spawn_backoff = Some((now + backoff, backoff));
+        backoff
+    }
+
+    fn uncount_blank_start(&mut self, language: Language) {
+        if let Some(n) = self.blank_starting.get_mut(&language) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    // ---- versions, restarts, shutdown --------------------------------------
+
+    /// Records that `name` now serves `version` (or nothing) and returns the
+    /// idle workers of every other version, to be dropped.
+    pub fn serve_version(&mut self, name: &FunctionName, version: Option<u64>) -> Vec<W> {
+        self.serving.insert(name.clone(), version);
+        // A new version (or none) starts with a clean slate.
+        self.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
+        let stale: Vec<FnKey> = self.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
+        let retired: Vec<W> =
+            stale.into_iter().filter_map(|k| self.idle.remove(&k)).flatten().map(|i| i.worker).collect();
+        for w in &retired {
+            self.set_state(w.id(), WorkerState::Draining);
+        }
+        retired
+    }
+
+    /// Whether `function` is still the version its name serves.
+    pub fn is_served(&self, function: &Deployed) -> bool {
+        self.serving.get(&function.name).is_none_or(|v| *v == Some(function.version))
+    }
+
+    /// What a restart does to worker `id` (None: it is gone, or already draining
+    /// for another restart).
+    pub fn restart(&mut self, id: WorkerId, force: bool) -> Option<RestartStep<W>> {
+        let record = self.workers.get(&id)?;
+        if force {
+            return Some(RestartStep::Kill(record.kill.clone()));
+        }
+        if let Some(worker) = self.take_parked(id) {
+            self.set_state(id, WorkerState::Draining);
+            return Some(RestartStep::Replace(worker));
+        }
+        let record = self.workers.get_mut(&id)?;
+        if record.drain || record.state == WorkerState::Draining {
+            return None;
+        }
+        record.drain = true;
+        record.state = WorkerState::Draining;
+        Some(RestartStep::Drain)
+    }
+
+    /// Stops handing out workers; returns every parked one, to be dropped.
+    pub fn shut_down(&mut self) -> Vec<W> {
+        self.shutting_down = true;
+        let mut out: Vec<W> = self.idle.drain().flat_map(|(_, ws)| ws.into_iter().map(|i| i.worker)).collect();
+        out.extend(self.blank.drain().flat_map(|(_, ws)| ws));
+        for w in &out {
+            if let Some(record) = self.workers.get_mut(&w.id()) {
+                record.state = WorkerState::Draining;
+            }
+        }
+        out
+    }
+
+    // ---- views -------------------------------------------------------------
+
+    /// Every process counted against the pool's size.
+    pub fn live(&self) -> usize {
+        self.workers.len() + self.starting
+    }
+
+    pub fn queued(&self) -> usize {
+        self.waiters.len()
+    }
+
+    #[cfg(test)]
+    pub fn held(&self, key: &FnKey) -> usize {
+        self.held.get(key).copied().unwrap_or(0)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = (WorkerId, &WorkerRecord)> {
+        self.workers.iter().map(|(id, r)| (*id, r))
+    }
+
+    pub fn record(&self, id: WorkerId) -> Option<&WorkerRecord> {
+        self.workers.get(&id)
+    }
+
+    /// Whether a worker of `language` is alive in any state.
+    pub fn has_worker_of(&self, language: Language) -> bool {
+        self.workers.values().any(|w| w.language == language)
+    }
+
+    pub fn count_by_state(&self) -> Vec<(&'static str, usize)> {
+        WorkerState::ALL.iter().map(|s| (s.as_str(), self.workers.values().filter(|w| w.state == *s).count())).collect()
+    }
+
+    // ---- the parked lists --------------------------------------------------
+
+    fn set_state(&mut self, id: WorkerId, state: WorkerState) {
+        if let Some(record) = self.workers.get_mut(&id) {
+            record.state = state;
+        }
+    }
+
+    /// The most recently used idle worker of `key` (its caches are warmest).
+    fn pop_idle(&mut self, key: &FnKey) -> Option<W> {
+        let list = self.idle.get_mut(key)?;
+        let worker = list.pop().map(|i| i.worker);
+        if list.is_empty() {
+            self.idle.remove(key);
+        }
+        worker
+    }
+
+    /// Removes the idle worker that has waited longest, of any function.
+    fn take_least_recently_used(&mut self) -> Option<W> {
+        let (key, index) = self
+            .idle
+            .iter()
+            .flat_map(|(k, ws)| ws.iter().enumerate().map(move |(i, w)| (w.last_used, k, i)))
+            .min_by_key(|(used, ..)| *used)
+            .map(|(_, k, i)| (k.clone(), i))?;
+        let list = self.idle.get_mut(&key)?;
+        let victim = list.remove(index).worker;
+        if list.is_empty() {
+            self.idle.remove(&key);
+        }
+        Some(victim)
+    }
+
+    /// A blank worker of a language other than `keep`: when the pool is full, a
+    /// blank worker (cheap to start again) gives way before a warm one.
+    fn take_blank_except(&mut self, keep: Language) -> Option<W> {
+        let language = self.blank.iter().find(|(l, ws)| **l != keep && !ws.is_empty()).map(|(l, _)| *l)?;
+        self.blank.get_mut(&language)?.pop()
+    }
+
+    /// Takes worker `id` out of the idle or blank lists, if it is there.
+    fn take_parked(&mut self, id: WorkerId) -> Option<W> {
+        for list in self.blank.values_mut() {
+            if let Some(i) = list.iter().position(|w| w.id() == id) {
+                return Some(list.remove(i));
+            }
+        }
+        let key = self.idle.iter().find(|(_, ws)| ws.iter().any(|w| w.worker.id() == id)).map(|(k, _)| k.clone())?;
+        let list = self.idle.get_mut(&key)?;
+        let i = list.iter().position(|w| w.worker.id() == id)?;
+        let worker = list.remove(i).worker;
+        if list.is_empty() {
+            self.idle.remove(&key);
+        }
+        Some(worker)
+    }
+
+    /// Checks every invariant the module comment states; the tests call it after
+    /// each step.
+    #[cfg(test)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for (language, list) in &self.blank {
+            for w in list {
+                let r = self.workers.get(&w.id()).ok_or(format!("blank {} has no record", w.id()))?;
+                if r.state != WorkerState::Blank || r.language != *language {
+                    return Err(format!("blank {} is {:?}", w.id(), r.state));
+                }
+                if !seen.insert(w.id()) {
+                    return Err(format!("worker {} parked twice", w.id()));
+                }
+            }
+        }
+        for (key, list) in &self.idle {
+            if list.is_empty() {
+                return Err(format!("empty idle list for {key:?}"));
+            }
+            for i in list {
+                let r = self.workers.get(&i.worker.id()).ok_or(format!("idle {} has no record", i.worker.id()))?;
+                let of = r.function.as_ref().map(|f| (f.name.clone(), f.version));
+                if r.state != WorkerState::Idle || of.as_ref() != Some(key) {
+                    return Err(format!("idle {} is {:?} for {of:?}", i.worker.id(), r.state));
+                }
+                if !seen.insert(i.worker.id()) {
+                    return Err(format!("worker {} parked twice", i.worker.id()));
+                }
+            }
+        }
+        let parked_states =
+            self.workers.values().filter(|r| matches!(r.state, WorkerState::Blank | WorkerState::Idle)).count();
+        if parked_states != seen.len() {
+            return Err(format!("{parked_states} records say parked, {} are", seen.len()));
+        }
+        if self.held.values().any(|n| *n == 0) || self.held.values().sum::<usize>() != self.total_held {
+            return Err(format!("held {:?} total {}", self.held, self.total_held));
+        }
+        if self.total_held > self.sizes.slots() {
+            return Err(format!("{} slots held of {}", self.total_held, self.sizes.slots()));
+        }
+        let busy = self.workers.values().filter(|r| r.state == WorkerState::Busy && !r.drain).count();
+        if busy > self.total_held {
+            return Err(format!("{busy} busy workers hold {} slots", self.total_held));
+        }
+        if self.waiters.len() > self.sizes.max_queue {
+            return Err(format!("{} waiters, queue of {}", self.waiters.len(), self.sizes.max_queue));
+        }
+        let blank_starting: usize = self.blank_starting.values().sum();
+        if blank_starting > self.starting {
+            return Err(format!("{blank_starting} blank starts of {} starts", self.starting));
+        }
+        Ok(())
+    }
+}

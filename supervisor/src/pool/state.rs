@@ -30,15 +30,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polyfaas_protocol::Language;
-use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::process::KillSwitch;
-use super::{MAX_BACKOFF, MAX_UNHEALTHY_BACKOFF, MIN_BACKOFF, PoolError, UNHEALTHY_AFTER, UNHEALTHY_BACKOFF};
+use super::{MAX_UNHEALTHY_BACKOFF, PoolError, UNHEALTHY_AFTER, UNHEALTHY_BACKOFF};
 use crate::store::{Deployed, FunctionName};
 
 #[cfg(test)]
+mod invariants;
+mod processes;
+#[cfg(test)]
 mod tests;
+mod types;
+
+pub use self::types::{Checkin, Checkout, InitFailures, RestartStep, Sizes, WorkerRecord, WorkerState};
 
 pub type WorkerId = u64;
 pub type WaiterId = u64;
@@ -54,111 +58,6 @@ pub trait Handle {
     fn id(&self) -> WorkerId;
 }
 
-/// The pool's fixed sizes.
-#[derive(Debug, Clone, Copy)]
-pub struct Sizes {
-    /// Most worker processes alive at once (all states, all functions).
-    pub max_workers: usize,
-    /// Blank workers kept ready per language.
-    pub warm_blank: usize,
-    /// Most invocations waiting at once.
-    pub max_queue: usize,
-}
-
-impl Sizes {
-    pub fn slots(&self) -> usize {
-        self.max_workers * SLOTS_PER_WORKER
-    }
-
-    /// Free slots kept for functions that hold none: one per eight slots.
-    pub fn reserved(&self) -> usize {
-        (self.slots() / 8).max(1)
-    }
-}
-
-/// A worker's life, as `/admin/workers` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    /// Runtime loaded, no function: ready to be specialized.
-    Blank,
-    /// Being specialized with `Init`.
-    Initializing,
-    /// Specialized and warm, waiting for an invocation of its function.
-    Idle,
-    /// Running an invocation.
-    Busy,
-    /// Finishing its invocation, or exiting; it is never handed out again.
-    Draining,
-}
-
-impl WorkerState {
-    pub const ALL: [WorkerState; 5] =
-        [WorkerState::Blank, WorkerState::Initializing, WorkerState::Idle, WorkerState::Busy, WorkerState::Draining];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerState::Blank => "blank",
-            WorkerState::Initializing => "initializing",
-            WorkerState::Idle => "idle",
-            WorkerState::Busy => "busy",
-            WorkerState::Draining => "draining",
-        }
-    }
-}
-
-/// What the pool knows of one registered worker process.
-pub struct WorkerRecord {
-    pub pid: u32,
-    pub language: Language,
-    pub function: Option<Arc<Deployed>>,
-    pub state: WorkerState,
-    pub invocations: u64,
-    /// How many workers this one replaced, through restarts of its predecessors.
-    pub restarts: u32,
-    pub started: Instant,
-    pub kill: Arc<KillSwitch>,
-    /// A graceful restart asked for it while it was out: replace it at check-in.
-    drain: bool,
-}
-
-/// What a grant gives the invocation (which holds a slot from now on).
-pub enum Checkout<W> {
-    /// A warm worker of the function version: run the invocation on it.
-    Warm(W),
-    /// A blank worker of the language: specialize it, then run.
-    Blank(W),
-    /// Start a new process (a start is reserved) once `victim`, whose place it
-    /// takes, is dropped.
-    Spawn { victim: Option<W> },
-}
-
-/// What becomes of a worker checked in after its invocation.
-pub enum Checkin<W> {
-    /// Parked idle for its function version.
-    Parked,
-    /// Its version is no longer served, or the pool is shutting down: drop it.
-    Retire(W),
-    /// A graceful restart asked for it: start its replacement, then drop it.
-    Replace(W),
-}
-
-/// What a restart does to one worker.
-pub enum RestartStep<W> {
-    /// Parked: replace it now (it is already out of the parked lists).
-    Replace(W),
-    /// Out with its owner: replaced when checked in.
-    Drain,
-    /// Killed at once through its switch.
-    Kill(Arc<KillSwitch>),
-}
-
-/// Blank workers to start for one language, and workers retired to make room.
-pub struct BlankPlan<W> {
-    pub start: usize,
-    pub retired: Vec<W>,
-}
-
 struct Idle<W> {
     worker: W,
     last_used: Instant,
@@ -168,12 +67,6 @@ struct Waiter {
     key: FnKey,
     concurrency: usize,
     wake: Arc<Notify>,
-}
-
-pub struct InitFailures {
-    pub count: u32,
-    pub until: Instant,
-    pub last_error: String,
 }
 
 pub struct PoolState<W> {
@@ -411,192 +304,6 @@ impl<W: Handle> PoolState<W> {
         self.init_failures.get(key).map(|f| (f.count, f.until))
     }
 
-    // ---- processes ---------------------------------------------------------
-
-    /// Reserves a process start outside `checkout` (a replacement): it may take
-    /// the pool one over its size until the worker it replaces has exited.
-    pub fn reserve_start(&mut self) {
-        self.starting += 1;
-    }
-
-    /// A reserved start said `Hello`: it is a registered worker from now on.
-    pub fn register(
-        &mut self,
-        id: WorkerId,
-        pid: u32,
-        language: Language,
-        function: Option<Arc<Deployed>>,
-        kill: Arc<KillSwitch>,
-        now: Instant,
-    ) {
-        self.starting = self.starting.saturating_sub(1);
-        let state = if function.is_some() { WorkerState::Initializing } else { WorkerState::Blank };
-        let record = WorkerRecord {
-            pid,
-            language,
-            function,
-            state,
-            invocations: 0,
-            restarts: 0,
-            started: now,
-            kill,
-            drain: false,
-        };
-        self.workers.insert(id, record);
-    }
-
-    /// A reserved start failed before `Hello`.
-    pub fn start_failed(&mut self) {
-        self.starting = self.starting.saturating_sub(1);
-    }
-
-    /// A worker's process is gone. Returns its handle if it was parked (the
-    /// caller drops it outside the lock).
-    pub fn exited(&mut self, id: WorkerId) -> Option<W> {
-        self.workers.remove(&id)?;
-        self.take_parked(id)
-    }
-
-    pub fn set_restarts(&mut self, id: WorkerId, restarts: u32) {
-        if let Some(record) = self.workers.get_mut(&id) {
-            record.restarts = restarts;
-        }
-    }
-
-    /// Parks a replacement: idle if specialized for a served version, else blank.
-    /// Returns it if the pool no longer wants it.
-    pub fn park(&mut self, worker: W, key: Option<FnKey>, now: Instant) -> Option<W> {
-        let id = worker.id();
-        let Some(record) = self.workers.get_mut(&id) else { return Some(worker) };
-        if self.shutting_down {
-            record.state = WorkerState::Draining;
-            return Some(worker);
-        }
-        match key {
-            Some(key) if self.serving.get(&key.0).is_none_or(|v| *v == Some(key.1)) => {
-                record.state = WorkerState::Idle;
-                self.idle.entry(key).or_default().push(Idle { worker, last_used: now });
-            }
-            Some(_) => {
-                record.state = WorkerState::Draining;
-                return Some(worker);
-            }
-            None => {
-                record.state = WorkerState::Blank;
-                record.function = None;
-                let language = record.language;
-                self.blank.entry(language).or_default().push(worker);
-            }
-        }
-        None
-    }
-
-    /// Plans blank workers for `language` up to `warm_blank` ready or coming, as
-    /// far as the pool's size allows. With `make_room` (the language just used
-    /// its blank worker) a full pool retires its least recently used idle worker
-    /// for each: that worker would be the next victim anyway.
-    pub fn plan_blanks(&mut self, language: Language, make_room: bool, now: Instant) -> BlankPlan<W> {
-        let mut plan = BlankPlan { start: 0, retired: Vec::new() };
-        if self.shutting_down || self.spawn_backoff.is_some_and(|(until, _)| now < until) {
-            return plan;
-        }
-        loop {
-            let have = self.blank.get(&language).map_or(0, Vec::len)
-                + self.blank_starting.get(&language).copied().unwrap_or(0);
-            if have >= self.sizes.warm_blank {
-                break;
-            }
-            if self.live() >= self.sizes.max_workers {
-                let Some(victim) = make_room.then(|| self.take_least_recently_used()).flatten() else { break };
-                self.set_state(victim.id(), WorkerState::Draining);
-                plan.retired.push(victim);
-            }
-            self.starting += 1;
-            *self.blank_starting.entry(language).or_default() += 1;
-            plan.start += 1;
-        }
-        plan
-    }
-
-    /// A planned blank worker started (and was registered). Returns it if the
-    /// pool no longer wants it.
-    pub fn blank_ready(&mut self, language: Language, worker: W) -> Option<W> {
-        self.uncount_blank_start(language);
-        self.spawn_backoff = None;
-        self.park(worker, None, Instant::now())
-    }
-
-    /// A planned blank worker failed to start: returns the backoff before the
-    /// next try, which doubles with each failure in a row.
-    pub fn blank_failed(&mut self, language: Language, now: Instant) -> Duration {
-        self.uncount_blank_start(language);
-        self.start_failed();
-        let backoff = self.spawn_backoff.map_or(MIN_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
-        self.spawn_backoff = Some((now + backoff, backoff));
-        backoff
-    }
-
-    fn uncount_blank_start(&mut self, language: Language) {
-        if let Some(n) = self.blank_starting.get_mut(&language) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    // ---- versions, restarts, shutdown --------------------------------------
-
-    /// Records that `name` now serves `version` (or nothing) and returns the
-    /// idle workers of every other version, to be dropped.
-    pub fn serve_version(&mut self, name: &FunctionName, version: Option<u64>) -> Vec<W> {
-        self.serving.insert(name.clone(), version);
-        // A new version (or none) starts with a clean slate.
-        self.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
-        let stale: Vec<FnKey> = self.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
-        let retired: Vec<W> =
-            stale.into_iter().filter_map(|k| self.idle.remove(&k)).flatten().map(|i| i.worker).collect();
-        for w in &retired {
-            self.set_state(w.id(), WorkerState::Draining);
-        }
-        retired
-    }
-
-    /// Whether `function` is still the version its name serves.
-    pub fn is_served(&self, function: &Deployed) -> bool {
-        self.serving.get(&function.name).is_none_or(|v| *v == Some(function.version))
-    }
-
-    /// What a restart does to worker `id` (None: it is gone, or already draining
-    /// for another restart).
-    pub fn restart(&mut self, id: WorkerId, force: bool) -> Option<RestartStep<W>> {
-        let record = self.workers.get(&id)?;
-        if force {
-            return Some(RestartStep::Kill(record.kill.clone()));
-        }
-        if let Some(worker) = self.take_parked(id) {
-            self.set_state(id, WorkerState::Draining);
-            return Some(RestartStep::Replace(worker));
-        }
-        let record = self.workers.get_mut(&id)?;
-        if record.drain || record.state == WorkerState::Draining {
-            return None;
-        }
-        record.drain = true;
-        record.state = WorkerState::Draining;
-        Some(RestartStep::Drain)
-    }
-
-    /// Stops handing out workers; returns every parked one, to be dropped.
-    pub fn shut_down(&mut self) -> Vec<W> {
-        self.shutting_down = true;
-        let mut out: Vec<W> = self.idle.drain().flat_map(|(_, ws)| ws.into_iter().map(|i| i.worker)).collect();
-        out.extend(self.blank.drain().flat_map(|(_, ws)| ws));
-        for w in &out {
-            if let Some(record) = self.workers.get_mut(&w.id()) {
-                record.state = WorkerState::Draining;
-            }
-        }
-        out
-    }
-
     // ---- views -------------------------------------------------------------
 
     /// Every process counted against the pool's size.
@@ -686,61 +393,5 @@ impl<W: Handle> PoolState<W> {
             self.idle.remove(&key);
         }
         Some(worker)
-    }
-
-    /// Checks every invariant the module comment states; the tests call it after
-    /// each step.
-    #[cfg(test)]
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen = std::collections::HashSet::new();
-        for (language, list) in &self.blank {
-            for w in list {
-                let r = self.workers.get(&w.id()).ok_or(format!("blank {} has no record", w.id()))?;
-                if r.state != WorkerState::Blank || r.language != *language {
-                    return Err(format!("blank {} is {:?}", w.id(), r.state));
-                }
-                if !seen.insert(w.id()) {
-                    return Err(format!("worker {} parked twice", w.id()));
-                }
-            }
-        }
-        for (key, list) in &self.idle {
-            if list.is_empty() {
-                return Err(format!("empty idle list for {key:?}"));
-            }
-            for i in list {
-                let r = self.workers.get(&i.worker.id()).ok_or(format!("idle {} has no record", i.worker.id()))?;
-                let of = r.function.as_ref().map(|f| (f.name.clone(), f.version));
-                if r.state != WorkerState::Idle || of.as_ref() != Some(key) {
-                    return Err(format!("idle {} is {:?} for {of:?}", i.worker.id(), r.state));
-                }
-                if !seen.insert(i.worker.id()) {
-                    return Err(format!("worker {} parked twice", i.worker.id()));
-                }
-            }
-        }
-        let parked_states =
-            self.workers.values().filter(|r| matches!(r.state, WorkerState::Blank | WorkerState::Idle)).count();
-        if parked_states != seen.len() {
-            return Err(format!("{parked_states} records say parked, {} are", seen.len()));
-        }
-        if self.held.values().any(|n| *n == 0) || self.held.values().sum::<usize>() != self.total_held {
-            return Err(format!("held {:?} total {}", self.held, self.total_held));
-        }
-        if self.total_held > self.sizes.slots() {
-            return Err(format!("{} slots held of {}", self.total_held, self.sizes.slots()));
-        }
-        let busy = self.workers.values().filter(|r| r.state == WorkerState::Busy && !r.drain).count();
-        if busy > self.total_held {
-            return Err(format!("{busy} busy workers hold {} slots", self.total_held));
-        }
-        if self.waiters.len() > self.sizes.max_queue {
-            return Err(format!("{} waiters, queue of {}", self.waiters.len(), self.sizes.max_queue));
-        }
-        let blank_starting: usize = self.blank_starting.values().sum();
-        if blank_starting > self.starting {
-            return Err(format!("{blank_starting} blank starts of {} starts", self.starting));
-        }
-        Ok(())
     }
 }

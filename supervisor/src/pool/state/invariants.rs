@@ -1,0 +1,63 @@
+//! The invariants the parent module states, checked by the tests after every step.
+
+use std::collections::HashSet;
+
+use super::types::WorkerState;
+use super::{Handle, PoolState};
+
+impl<W: Handle> PoolState<W> {
+    /// Checks every invariant the module comment states; the tests call it after
+    /// each step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        for (language, list) in &self.blank {
+            for w in list {
+                let r = self.workers.get(&w.id()).ok_or(format!("blank {} has no record", w.id()))?;
+                if r.state != WorkerState::Blank || r.language != *language {
+                    return Err(format!("blank {} is {:?}", w.id(), r.state));
+                }
+                if !seen.insert(w.id()) {
+                    return Err(format!("worker {} parked twice", w.id()));
+                }
+            }
+        }
+        for (key, list) in &self.idle {
+            if list.is_empty() {
+                return Err(format!("empty idle list for {key:?}"));
+            }
+            for i in list {
+                let r = self.workers.get(&i.worker.id()).ok_or(format!("idle {} has no record", i.worker.id()))?;
+                let of = r.function.as_ref().map(|f| (f.name.clone(), f.version));
+                if r.state != WorkerState::Idle || of.as_ref() != Some(key) {
+                    return Err(format!("idle {} is {:?} for {of:?}", i.worker.id(), r.state));
+                }
+                if !seen.insert(i.worker.id()) {
+                    return Err(format!("worker {} parked twice", i.worker.id()));
+                }
+            }
+        }
+        let parked_states =
+            self.workers.values().filter(|r| matches!(r.state, WorkerState::Blank | WorkerState::Idle)).count();
+        if parked_states != seen.len() {
+            return Err(format!("{parked_states} records say parked, {} are", seen.len()));
+        }
+        if self.held.values().any(|n| *n == 0) || self.held.values().sum::<usize>() != self.total_held {
+            return Err(format!("held {:?} total {}", self.held, self.total_held));
+        }
+        if self.total_held > self.sizes.slots() {
+            return Err(format!("{} slots held of {}", self.total_held, self.sizes.slots()));
+        }
+        let busy = self.workers.values().filter(|r| r.state == WorkerState::Busy && !r.drain).count();
+        if busy > self.total_held {
+            return Err(format!("{busy} busy workers hold {} slots", self.total_held));
+        }
+        if self.waiters.len() > self.sizes.max_queue {
+            return Err(format!("{} waiters, queue of {}", self.waiters.len(), self.sizes.max_queue));
+        }
+        let blank_starting: usize = self.blank_starting.values().sum();
+        if blank_starting > self.starting {
+            return Err(format!("{blank_starting} blank starts of {} starts", self.starting));
+        }
+        Ok(())
+    }
+}

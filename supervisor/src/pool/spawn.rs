@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::Instant;
 
 use polyfaas_protocol::{Init, Language, Limits};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::process::{ExitReason, WorkerError, WorkerProcess};
 use super::registry::{self, FnKey, State, WorkerInfo, WorkerState};
@@ -130,6 +130,12 @@ impl Inner {
     fn worker_exited(self: Arc<Self>, id: u64, language: Language, counted: bool, reason: ExitReason) {
         match &reason {
             ExitReason::Retired => {}
+            // A clean exit once the pool let go of the worker (it was draining,
+            // or the pool is shutting down) is a retirement whose exit the
+            // watcher saw before the retirement: not a death.
+            ExitReason::Died(why) if why == "exited with code 0" && self.let_go(id) => {
+                debug!(worker = id, "worker exited after the pool let go");
+            }
             ExitReason::Died(why) => {
                 warn!(worker = id, "worker died: {why}");
                 self.telemetry.worker_restart("crashed");
@@ -151,6 +157,12 @@ impl Inner {
         }
         self.available.notify_one();
         self.replenish(language, false);
+    }
+
+    /// Whether the pool is done with worker `id`: shutting down, or the worker draining.
+    fn let_go(&self, id: u64) -> bool {
+        let st = self.lock();
+        st.shutting_down || st.workers.get(&id).is_some_and(|w| w.state == WorkerState::Draining)
     }
 
     /// Starts blank workers until `warm_blank` of `language` are ready or coming,

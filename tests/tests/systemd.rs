@@ -249,6 +249,14 @@ fn the_unit_runs_under_a_real_systemd() {
         let r = call("POST", "/fn/hello", &[], br#"{"name":"unit"}"#);
         assert_eq!(r.json()["hello"], "unit", "{}", r.text());
     }
+    // Every runtime starts and answers under the unit's system call filter.
+    for lang in ["js", "python", "ruby"] {
+        let name = format!("hello-{lang}");
+        let r = call("PUT", &format!("/api/v1/functions/{name}"), &[], &common::dir_bundle(&name));
+        assert_eq!(r.status, 201, "{name}: {}", r.text());
+        let r = call("POST", &format!("/fn/{name}"), &[], br#"{"x":1}"#);
+        assert!(r.status == 200 && r.text().contains("Hello from"), "{name}: {} {}", r.status, r.text());
+    }
     let worker = call("POST", "/fn/hello", &[], b"{}").worker_pid();
     let cgroup = m.sh("systemctl show -p ControlGroup --value polyfaas").trim().to_string();
     let procs = m.sh(&format!("cat /sys/fs/cgroup{cgroup}/cgroup.procs"));
@@ -263,7 +271,7 @@ fn the_unit_runs_under_a_real_systemd() {
     assert!(
         wait_until(Duration::from_secs(15), || {
             let s = current();
-            s.contains("Status: \"serving 1 function on 127.0.0.1:8080;") && s.contains("invocations/s")
+            s.contains("Status: \"serving 4 functions on 127.0.0.1:8080;") && s.contains("invocations/s")
         }),
         "{}",
         current()

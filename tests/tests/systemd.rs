@@ -8,7 +8,9 @@
 //! is quick: `WatchdogSec=3s` (a hung server is caught in seconds) and
 //! `TimeoutStartSec=10s`, less than the first start's Ruby compile takes here, so
 //! a start that succeeds proves `EXTEND_TIMEOUT_USEC` works (plus
-//! `TimeoutAbortSec=2s`, the wait after the watchdog's SIGABRT).
+//! `TimeoutAbortSec=2s`, the wait after the watchdog's SIGABRT). A last drop-in
+//! narrows `SystemCallFilter=` to `@system-service` alone, on which no worker can
+//! sandbox itself, to see the start fail for good.
 //!
 //! Root only (it mounts and makes namespaces); skipped with a message otherwise.
 
@@ -333,4 +335,16 @@ fn the_unit_runs_under_a_real_systemd() {
     // The journal has the ready line of every start.
     let journal = m.journal();
     assert!(journal.matches("polyfaas ready: listening on").count() >= 4, "{journal}");
+
+    // A server that cannot start a single worker fails its start for good (exit
+    // 78, not restarted) instead of restarting forever. Here: the system call
+    // filter without the calls the workers' sandbox needs.
+    m.sh("printf '[Service]\\nSystemCallFilter=\\nSystemCallFilter=@system-service\\nTimeoutStartSec=60s\\n' \
+         > /etc/systemd/system/polyfaas.service.d/zz-narrow.conf && systemctl daemon-reload");
+    assert!(!m.run("systemctl start polyfaas").status.success(), "started without workers");
+    assert_eq!(m.active(), "failed", "not restarted");
+    let show = m.sh("systemctl show -p ExecMainStatus -p StatusText polyfaas");
+    assert!(show.contains("ExecMainStatus=78") && show.contains("failed: no worker could be started"), "{show}");
+    let journal = m.journal();
+    assert!(journal.contains("no worker of any runtime (wasm, js, python") && journal.contains("could be started"));
 }

@@ -40,13 +40,21 @@ impl Machine {
         std::fs::create_dir_all(work.path().join("mnt")).expect("mnt");
         tree(&work.path().join("tree"));
         let script = common::repo_root().join("tests/systemd/boot");
-        let mut boot = Command::new(&script)
-            .arg(work.path())
-            .arg("polyfaas-test.target")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tests/systemd/boot");
+        let mut command = Command::new(&script);
+        command.arg(work.path()).arg("polyfaas-test.target").stdin(Stdio::null()).stdout(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // prctl, which is async-signal-safe and allocates nothing. It makes the
+        // boot script (and through it the machine) die if this test is killed
+        // before its guard could run.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut boot = command.spawn().expect("tests/systemd/boot");
         let mut line = String::new();
         BufReader::new(boot.stdout.take().expect("stdout")).read_line(&mut line).expect("boot output");
         let Some(pid1) = line.strip_prefix("pid1 ").and_then(|p| p.trim().parse().ok()) else {

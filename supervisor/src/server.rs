@@ -88,7 +88,8 @@ pub async fn run(config: Config) -> Result<()> {
         pool: pool.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
-        languages: languages.clone(),
+        // With no blank workers kept, no runtime is expected to have a worker.
+        languages: if config.warm_workers == 0 { Vec::new() } else { languages },
         addr,
     };
     let state =

@@ -84,6 +84,7 @@ pub struct Lifecycle {
     pub pool: Pool,
     pub store: Arc<dyn BundleStore>,
     pub telemetry: Arc<Telemetry>,
+    /// The runtimes that should each have a worker (none when none is kept warm).
     pub languages: Vec<Language>,
     pub addr: std::net::SocketAddr,
 }

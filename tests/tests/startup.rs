@@ -101,6 +101,17 @@ fn the_status_line_follows_deploys_and_invocations() {
 }
 
 #[test]
+fn with_no_warm_workers_the_server_is_ready_and_not_degraded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (socket, path) = notify_socket(dir.path());
+    let server = Server::start_in(&dir.path().join("data"), &["--warm-workers", "0"], &[("NOTIFY_SOCKET", &path)]);
+    let seen = messages_until(&socket, Duration::from_secs(30), |m| m.iter().any(|m| m.contains("READY=1")));
+    let ready = seen.iter().find(|m| m.contains("READY=1")).expect("READY=1");
+    assert!(ready.contains("STATUS=serving 0 functions") && !ready.contains("degraded"), "{ready}");
+    assert!(!server.logs().contains("degraded"), "{}", server.logs());
+}
+
+#[test]
 fn loading_the_ruby_runtime_extends_the_start_timeout() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (socket, path) = notify_socket(dir.path());

@@ -99,7 +99,8 @@ pub struct Settings {
     /// Bearer token for the /admin routes; without one (or a token file) they answer 403
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// File holding the admin token (first line), instead of --admin-token
+    /// File holding the admin token (first line), instead of --admin-token; without either, the
+    /// `admin-token` credential of systemd (`$CREDENTIALS_DIRECTORY/admin-token`) if there is one
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Log line format: `plain` (journald-friendly) or `json` [default: plain]
@@ -201,14 +202,13 @@ impl Settings {
             Some(p) => p,
             None => std::env::current_exe().context("locating the polyfaas binary")?.with_file_name("polyfaas-worker"),
         };
-        let admin_token = match (self.admin_token, &self.admin_token_file) {
-            (Some(token), _) => Some(token),
-            (None, Some(file)) => {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("reading admin token file {}", file.display()))?;
-                Some(text.lines().next().unwrap_or_default().trim().to_string())
-            }
-            (None, None) => None,
+        // Last: systemd's `LoadCredential=admin-token:...`, when run with one.
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join("admin-token"));
+        let admin_token = match (self.admin_token, &self.admin_token_file, credential) {
+            (Some(token), _, _) => Some(token),
+            (None, Some(file), _) => Some(read_token(file)?),
+            (None, None, Some(file)) if file.exists() => Some(read_token(&file)?),
+            _ => None,
         }
         .filter(|t| !t.is_empty());
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
@@ -270,6 +270,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The first line of a token file.
+fn read_token(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading admin token file {}", file.display()))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
 }
 
 fn read_file(path: &Path) -> Result<Settings> {

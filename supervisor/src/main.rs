@@ -9,8 +9,10 @@
 //! - [`admin`]: operator routes, health, readiness and metrics;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
-//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify;
-//! - [`sandbox`]: what workers are told about their sandbox.
+//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify,
+//!   the start verdict, watchdog and status line;
+//! - [`sandbox`]: what workers are told about their sandbox;
+//! - [`secrets`]: taking the admin token out of the environment.
 
 mod admin;
 mod api;
@@ -19,6 +21,7 @@ mod config;
 mod deploy;
 mod pool;
 mod sandbox;
+mod secrets;
 mod server;
 mod store;
 mod systemd;
@@ -47,9 +50,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(settings) => {
+            // clap has copied it into `settings`; no thread exists yet.
+            secrets::scrub_env("POLYFAAS_ADMIN_TOKEN");
             let config = (*settings).load()?;
             init_logging(config.log_format);
-            actix_web::rt::System::new().block_on(server::run(config))
+            match actix_web::rt::System::new().block_on(server::run(config)) {
+                // Logged already; systemd must not restart into the same wall.
+                Err(e) if e.is::<systemd::CannotServe>() => std::process::exit(systemd::EXIT_CANNOT_SERVE),
+                other => other,
+            }
         }
         Command::Client(command) => cli::run(&cli.client, command),
     }

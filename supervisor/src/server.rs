@@ -1,6 +1,8 @@
 //! Wires the store, the pool and the HTTP server together, and runs until SIGTERM
 //! or SIGINT: then stops accepting, lets in-flight requests finish (up to the
-//! drain timeout), stops the workers and returns.
+//! drain timeout), stops the workers and returns. It also returns, with
+//! [`systemd::CannotServe`], when no runtime can start a worker at all
+//! ([`systemd::Lifecycle`] decides that, and what systemd hears meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +47,8 @@ pub async fn run(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     crate::sandbox::prepare_data_dir(&config)?;
     let sandbox = crate::sandbox::worker_sandbox(&config)?;
-    let (languages, ruby_module) = runtimes(&config).await;
     let telemetry = Arc::new(Telemetry::new());
+    let (languages, ruby_module) = runtimes(&config).await;
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
@@ -56,7 +58,7 @@ pub async fn run(config: Config) -> Result<()> {
             queue_timeout: config.queue_timeout,
             kill_grace: Duration::from_millis(500),
             max_output_bytes: config.max_output_bytes,
-            languages,
+            languages: languages.clone(),
             sandbox,
             ruby_module,
         },
@@ -68,13 +70,23 @@ pub async fn run(config: Config) -> Result<()> {
     }
     pool.warm_up();
     if config.admin_token.is_none() {
-        warn!("no admin token configured (POLYFAAS_ADMIN_TOKEN or admin-token-file): /admin routes answer 403");
+        warn!(
+            "no admin token configured (POLYFAAS_ADMIN_TOKEN, admin-token-file or the admin-token credential): \
+             /admin routes answer 403"
+        );
     }
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let functions = store.list().len();
     let drain = config.drain_timeout;
+    let lifecycle = systemd::Lifecycle {
+        pool: pool.clone(),
+        store: store.clone(),
+        telemetry: telemetry.clone(),
+        // With no blank workers kept, no runtime is expected to have a worker.
+        languages: if config.warm_workers == 0 { Vec::new() } else { languages },
+        addr,
+    };
     let state =
         web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
     let server = HttpServer::new(move || {
@@ -91,30 +103,36 @@ pub async fn run(config: Config) -> Result<()> {
     let handle = server.handle();
     info!("polyfaas ready: listening on http://{addr}");
 
+    // READY=1 once the pool is warm, then watchdog pings and the status line;
+    // ends early only when no runtime can start a worker at all.
+    let mut lifecycle = tokio::spawn(lifecycle.run());
+    let quiet = lifecycle.abort_handle();
+    let stopper = handle.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         info!("stop signal received: draining in-flight requests (up to {drain:?})");
+        // No status refresh may overwrite "draining", and systemd stops watching
+        // the watchdog once the service is stopping.
+        quiet.abort();
         systemd::notify("STOPPING=1\nSTATUS=draining");
-        handle.stop(true).await;
-    });
-    let ready_pool = pool.clone();
-    tokio::spawn(async move {
-        // READY=1 only once the port accepts and the pool is warm.
-        if !ready_pool.wait_ready(Duration::from_secs(60)).await {
-            warn!("the pool did not warm up within 60 s; telling systemd we are ready anyway");
-        }
-        systemd::notify(&format!("READY=1\nSTATUS=serving {functions} functions on {addr}"));
-        if let Some(every) = systemd::watchdog_interval() {
-            watchdog(ready_pool, every).await;
-        }
+        stopper.stop(true).await;
     });
 
-    server.await?;
+    tokio::pin!(server);
+    let verdict = tokio::select! {
+        served = server.as_mut() => served.map_err(anyhow::Error::from),
+        Ok(cannot) = &mut lifecycle => {
+            systemd::notify("STOPPING=1");
+            tokio::spawn(async move { handle.stop(false).await });
+            let _ = server.await;
+            Err(cannot.into())
+        }
+    };
     info!("stopping workers");
     pool.shutdown(Duration::from_secs(5)).await;
     drop(pool_runtime);
     info!("stopped");
-    Ok(())
+    verdict
 }
 
 /// The pool's runtime, shut down without blocking when dropped: it is dropped on
@@ -139,20 +157,6 @@ impl Drop for PoolRuntime {
     }
 }
 
-/// Pets the systemd watchdog for as long as the pool answers: the pool's lock
-/// must be free to take and the pool warm. A deadlocked pool stops the pats and
-/// systemd restarts the service.
-async fn watchdog(pool: Pool, every: Duration) {
-    loop {
-        if pool.is_ready() {
-            systemd::notify("WATCHDOG=1");
-        } else {
-            warn!("pool not ready; withholding the watchdog ping");
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -165,6 +169,12 @@ async fn wait_for_stop_signal() {
     }
 }
 
+/// While the Ruby runtime compiles, each `EXTEND_TIMEOUT_USEC` asks systemd for
+/// this much more start time (re-sent every third of it)...
+const COMPILE_EXTEND: Duration = Duration::from_secs(30);
+/// ...up to this long; a compile that takes longer is stopped and Ruby is off.
+const COMPILE_LIMIT: Duration = Duration::from_secs(600);
+
 /// The languages this server offers, and the compiled Ruby runtime. Ruby is
 /// offered when its runtime file is installed; it is compiled once into the
 /// runtime cache (about ten seconds, the first time only).
@@ -174,15 +184,30 @@ async fn runtimes(config: &Config) -> (Vec<Language>, Option<std::path::PathBuf>
         warn!(path = %config.ruby_wasm.display(), "Ruby runtime not installed (scripts/setup installs it): Ruby bundles will be refused");
         return (languages, None);
     }
-    let compiled = tokio::process::Command::new(&config.worker_bin)
+    // The first start compiles it (tens of seconds of CPU on a slow machine):
+    // systemd hears that the start is still going, bounded by COMPILE_LIMIT.
+    systemd::notify("STATUS=loading the Ruby runtime (compiled on the first start only)");
+    let compile = tokio::process::Command::new(&config.worker_bin)
         .arg("--precompile")
         .arg(&config.ruby_wasm)
         .arg("--cache-dir")
         .arg(&config.runtime_cache)
         .env_clear()
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .await;
+        .kill_on_drop(true)
+        .output();
+    tokio::pin!(compile);
+    let deadline = tokio::time::Instant::now() + COMPILE_LIMIT;
+    let compiled = loop {
+        systemd::extend_start_timeout(COMPILE_EXTEND);
+        tokio::select! {
+            out = &mut compile => break out,
+            () = tokio::time::sleep(COMPILE_EXTEND / 3) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err(std::io::Error::other(format!("still compiling after {COMPILE_LIMIT:?}; stopped")));
+        }
+    };
     match compiled {
         Ok(out) if out.status.success() => {
             let path = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -171,6 +171,12 @@ impl Telemetry {
         }
     }
 
+    /// Invocations of the functions that still exist, all outcomes (for the
+    /// status line's rate).
+    pub fn invocations_total(&self) -> u64 {
+        self.functions.lock().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.invocations).sum()
+    }
+
     /// Keeps one invocation's logs in the function's bounded history.
     pub fn logs(&self, function: &str, request_id: &str, outcome: &str, logs: &polyfaas_protocol::Logs) {
         let mut text = logs.text.clone();

@@ -12,6 +12,9 @@ pub struct Client {
     /// The server's base URL
     #[arg(long, global = true, env = "POLYFAAS_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The server's admin token, sent as `Authorization: Bearer` (needed to manage functions when the server has one)
+    #[arg(long, global = true, env = "POLYFAAS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -46,7 +49,7 @@ pub enum Command {
 
 pub fn run(client: &Client, command: Command) -> Result<()> {
     let base = client.server.trim_end_matches('/');
-    let agent = ureq::AgentBuilder::new().build();
+    let agent = Agent { inner: ureq::AgentBuilder::new().build(), token: client.token.clone() };
     let (status, body) = match command {
         Command::Deploy { path, name, keep } => {
             let zip = if path.is_dir() {
@@ -78,6 +81,34 @@ pub fn run(client: &Client, command: Command) -> Result<()> {
         bail!("the server answered {status}");
     }
     Ok(())
+}
+
+/// Builds requests that carry the token, when there is one.
+struct Agent {
+    inner: ureq::Agent,
+    token: Option<String>,
+}
+
+impl Agent {
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let request = self.inner.request(method, url);
+        match &self.token {
+            Some(token) => request.set("authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    fn get(&self, url: &str) -> ureq::Request {
+        self.request("GET", url)
+    }
+
+    fn put(&self, url: &str) -> ureq::Request {
+        self.request("PUT", url)
+    }
+
+    fn post(&self, url: &str) -> ureq::Request {
+        self.request("POST", url)
+    }
 }
 
 /// Any HTTP status is an answer to print; only a transport failure is an error.

@@ -7,6 +7,7 @@
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
+//! - [`auth`]: who may manage functions and use `/admin`;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
 //! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify;
@@ -14,6 +15,7 @@
 
 mod admin;
 mod api;
+mod auth;
 mod cli;
 mod config;
 mod deploy;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub pool: Pool,
     pub telemetry: Arc<Telemetry>,
     pub config: Config,
+    /// Who may manage functions and use `/admin`.
+    pub auth: crate::auth::Guard,
     /// Uploads are staged and committed one at a time: version numbers and the
     /// pool's switch to a new version stay in order.
     pub deploys: tokio::sync::Mutex<()>,
@@ -72,15 +74,26 @@ pub async fn run(config: Config) -> Result<()> {
     }
     pool.warm_up();
     if config.admin_token.is_none() {
-        warn!("no admin token configured (POLYFAAS_ADMIN_TOKEN or admin-token-file): /admin routes answer 403");
+        warn!(
+            "no admin token configured (POLYFAAS_ADMIN_TOKEN or admin-token-file): anyone who reaches {} may deploy, \
+             delete and read logs of functions, and /admin routes answer 403",
+            config.listen
+        );
     }
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let functions = store.list().len();
     let drain = config.drain_timeout;
-    let state =
-        web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
+    let auth = crate::auth::Guard::new(config.admin_token.clone());
+    let state = web::Data::new(AppState {
+        store,
+        pool: pool.clone(),
+        telemetry,
+        config,
+        auth,
+        deploys: tokio::sync::Mutex::new(()),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -19,7 +19,7 @@ fn polyfaas(server: &Server, args: &[&str]) -> (bool, String) {
 fn the_cli_deploys_every_bundle_folder_and_invokes_it() {
     let server = Server::start(&[]);
     let bundles = common::repo_root().join("bundles");
-    let wasm_dir = common::bin_dir().parent().expect("target").join("wasm32-wasip1/release");
+    let wasm_dir = common::target_dir().join("wasm32-wasip1/release");
     let staging = tempfile::tempdir().expect("temp dir");
     let mut deployed = Vec::new();
     for entry in std::fs::read_dir(&bundles).expect("bundles/").flatten() {

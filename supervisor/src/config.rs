@@ -53,6 +53,9 @@ pub struct Settings {
     /// Largest response body, and largest captured logs, per invocation [default: 6291456]
     #[arg(long, env = "POLYFAAS_MAX_OUTPUT_BYTES")]
     pub max_output_bytes: Option<u64>,
+    /// Bytes of invocation logs kept for `GET .../logs`, all functions together; the oldest go first [default: 67108864 (64 MiB)]
+    #[arg(long, env = "POLYFAAS_MAX_LOG_BYTES")]
+    pub max_log_bytes: Option<usize>,
     /// Largest uploaded bundle (zip), in bytes [default: 67108864 (64 MiB)]
     #[arg(long, env = "POLYFAAS_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<usize>,
@@ -135,6 +138,7 @@ pub struct Config {
     pub max_concurrency: u32,
     pub max_request_bytes: usize,
     pub max_output_bytes: u64,
+    pub max_log_bytes: usize,
     pub max_upload_bytes: usize,
     pub max_unpacked_bytes: u64,
     pub max_bundle_entries: usize,
@@ -180,6 +184,7 @@ impl Settings {
             max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
             max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
             max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.or(fallback.max_log_bytes),
             max_upload_bytes: self.max_upload_bytes.or(fallback.max_upload_bytes),
             max_unpacked_bytes: self.max_unpacked_bytes.or(fallback.max_unpacked_bytes),
             max_bundle_entries: self.max_bundle_entries.or(fallback.max_bundle_entries),
@@ -236,6 +241,7 @@ impl Settings {
             max_concurrency: self.max_concurrency.unwrap_or(1024),
             max_request_bytes: self.max_request_bytes.unwrap_or(6 << 20),
             max_output_bytes: self.max_output_bytes.unwrap_or(6 << 20),
+            max_log_bytes: self.max_log_bytes.unwrap_or(64 << 20),
             max_upload_bytes: self.max_upload_bytes.unwrap_or(64 << 20),
             max_unpacked_bytes: self.max_unpacked_bytes.unwrap_or(256 << 20),
             max_bundle_entries: self.max_bundle_entries.unwrap_or(10_000),
@@ -267,6 +273,9 @@ impl Config {
         }
         if self.concurrency == 0 || self.concurrency > self.max_concurrency {
             bail!("concurrency must be between 1 and max-concurrency ({})", self.max_concurrency);
+        }
+        if self.max_log_bytes < 1 << 20 {
+            bail!("max-log-bytes must be at least 1048576 (1 MiB): one invocation keeps up to 64 KiB of logs");
         }
         if self.admin_token.is_none() && !self.listen.ip().is_loopback() && !self.insecure_open_management {
             bail!(

@@ -10,7 +10,7 @@
 //! - [`auth`]: who may manage functions and use `/admin`;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
-//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify;
+//! - [`telemetry`]: metrics and per-function figures; [`logs`]: invocations' kept logs; [`systemd`]: sd_notify;
 //! - [`sandbox`]: what workers are told about their sandbox.
 
 mod admin;
@@ -19,6 +19,7 @@ mod auth;
 mod cli;
 mod config;
 mod deploy;
+mod logs;
 mod pool;
 mod sandbox;
 mod server;

@@ -22,6 +22,8 @@ pub struct AppState {
     pub store: Arc<dyn BundleStore>,
     pub pool: Pool,
     pub telemetry: Arc<Telemetry>,
+    /// Invocations' kept logs, under one byte budget.
+    pub logs: crate::logs::Logs,
     pub config: Config,
     /// Who may manage functions and use `/admin`.
     pub auth: crate::auth::Guard,
@@ -90,6 +92,7 @@ pub async fn run(config: Config) -> Result<()> {
         store,
         pool: pool.clone(),
         telemetry,
+        logs: crate::logs::Logs::new(config.max_log_bytes),
         config,
         auth,
         deploys: tokio::sync::Mutex::new(()),

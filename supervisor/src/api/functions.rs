@@ -2,6 +2,8 @@
 //! reading their logs: the management routes. Every one of them asks
 //! `state.auth` first (open when no token is configured); invocation never does.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -96,6 +98,7 @@ pub async fn delete(
     }
     state.pool.serve_version(&name, None);
     state.telemetry.forget(name.as_str());
+    state.logs.forget(name.as_str());
     Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
 }
 
@@ -123,18 +126,49 @@ pub async fn rollback(
     Ok(HttpResponse::Ok().json(summary(&current)))
 }
 
-/// `GET /api/v1/functions/{name}/logs`: the last invocations' captured output.
+#[derive(serde::Deserialize)]
+pub struct LogsQuery {
+    after: Option<String>,
+    wait: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/functions/{name}/logs[?after=CURSOR][&wait=MS][&limit=N]`: the
+/// function's kept invocation logs, oldest first. Without `after`, the newest
+/// `limit` (default and most: 50); with it, only entries newer than the cursor.
+/// `wait` long-polls (up to 30 s) until there is one. `cursor` continues after
+/// the newest entry returned.
 pub async fn logs(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
+    query: web::Query<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     if state.store.current(&name).is_none() {
         return Err(ApiError::not_found(format!("function {name}")));
     }
-    Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "logs": state.telemetry.recent_logs(name.as_str()) })))
+    let after = match query.after.as_deref() {
+        Some(text) => Some(
+            state
+                .logs
+                .parse_cursor(text)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(crate::logs::HISTORY);
+    let page = match query.wait {
+        Some(ms) if ms > 0 => state.logs.wait(name.as_str(), after, limit, Duration::from_millis(ms)).await,
+        _ => state.logs.page(name.as_str(), after, limit),
+    };
+    let entries: Vec<&crate::logs::LogEntry> = page.entries.iter().map(|e| &**e).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name.as_str(),
+        "logs": entries,
+        "cursor": state.logs.format_cursor(page.cursor),
+    })))
 }
 
 fn summary(d: &Deployed) -> serde_json::Value {

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - [`config`]: flags, env vars and the config file;
-//! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`);
+//! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`, `delete`, `status`);
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
@@ -44,6 +44,8 @@ enum Command {
     Serve(Box<config::Settings>),
     #[command(flatten)]
     Client(cli::Command),
+    /// Print a shell completion script: `polyfaas completions bash > /etc/bash_completion.d/polyfaas`
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +57,11 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(server::run(config))
         }
         Command::Client(command) => cli::run(&cli.client, command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "polyfaas", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Settings {
     /// Largest response body, and largest captured logs, per invocation [default: 6291456]
     #[arg(long, env = "POLYFAAS_MAX_OUTPUT_BYTES")]
     pub max_output_bytes: Option<u64>,
+    /// Bytes of invocation logs kept for `GET .../logs`, all functions together; the oldest go first [default: 67108864 (64 MiB)]
+    #[arg(long, env = "POLYFAAS_MAX_LOG_BYTES")]
+    pub max_log_bytes: Option<usize>,
     /// Largest uploaded bundle (zip), in bytes [default: 67108864 (64 MiB)]
     #[arg(long, env = "POLYFAAS_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<usize>,
@@ -96,13 +99,18 @@ pub struct Settings {
     /// Let workers serve when a sandbox layer cannot be applied (logged loudly) [default: false]
     #[arg(long, env = "POLYFAAS_SANDBOX_ALLOW_DEGRADED")]
     pub sandbox_allow_degraded: Option<bool>,
-    /// Bearer token for the /admin routes; without one (or a token file) they answer 403
+    /// Bearer token for the management routes (deploy, rollback, delete, logs, list, describe) and /admin; without
+    /// one (or a token file) management is open to whoever reaches the server and /admin answers 403
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// File holding the admin token (first line), instead of --admin-token; without either, the
     /// `admin-token` credential of systemd (`$CREDENTIALS_DIRECTORY/admin-token`) if there is one
     #[arg(long, env = "POLYFAAS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address with no admin token, so that anyone who reaches it may deploy,
+    /// delete and read the logs of functions [default: false]
+    #[arg(long, env = "POLYFAAS_INSECURE_OPEN_MANAGEMENT", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_open_management: Option<bool>,
     /// Log line format: `plain` (journald-friendly) or `json` [default: plain]
     #[arg(long, env = "POLYFAAS_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -132,6 +140,7 @@ pub struct Config {
     pub max_concurrency: u32,
     pub max_request_bytes: usize,
     pub max_output_bytes: u64,
+    pub max_log_bytes: usize,
     pub max_upload_bytes: usize,
     pub max_unpacked_bytes: u64,
     pub max_bundle_entries: usize,
@@ -147,6 +156,7 @@ pub struct Config {
     pub sandbox_disable: Vec<String>,
     pub sandbox_allow_degraded: bool,
     pub admin_token: Option<String>,
+    pub insecure_open_management: bool,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
 }
@@ -176,6 +186,7 @@ impl Settings {
             max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
             max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
             max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.or(fallback.max_log_bytes),
             max_upload_bytes: self.max_upload_bytes.or(fallback.max_upload_bytes),
             max_unpacked_bytes: self.max_unpacked_bytes.or(fallback.max_unpacked_bytes),
             max_bundle_entries: self.max_bundle_entries.or(fallback.max_bundle_entries),
@@ -192,6 +203,7 @@ impl Settings {
             runtime_cache: self.runtime_cache.or(fallback.runtime_cache),
             admin_token: self.admin_token.or(fallback.admin_token),
             admin_token_file: self.admin_token_file.or(fallback.admin_token_file),
+            insecure_open_management: self.insecure_open_management.or(fallback.insecure_open_management),
             log_format: self.log_format.or(fallback.log_format),
             drain_timeout_ms: self.drain_timeout_ms.or(fallback.drain_timeout_ms),
         }
@@ -230,6 +242,7 @@ impl Settings {
             max_concurrency: self.max_concurrency.unwrap_or(1024),
             max_request_bytes: self.max_request_bytes.unwrap_or(6 << 20),
             max_output_bytes: self.max_output_bytes.unwrap_or(6 << 20),
+            max_log_bytes: self.max_log_bytes.unwrap_or(64 << 20),
             max_upload_bytes: self.max_upload_bytes.unwrap_or(64 << 20),
             max_unpacked_bytes: self.max_unpacked_bytes.unwrap_or(256 << 20),
             max_bundle_entries: self.max_bundle_entries.unwrap_or(10_000),
@@ -239,6 +252,7 @@ impl Settings {
             keep_versions: self.keep_versions.unwrap_or(10).max(1),
             worker_bin,
             admin_token,
+            insecure_open_management: self.insecure_open_management.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Plain),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms.unwrap_or(30_000)),
         };
@@ -262,6 +276,18 @@ impl Config {
         }
         if self.concurrency == 0 || self.concurrency > self.max_concurrency {
             bail!("concurrency must be between 1 and max-concurrency ({})", self.max_concurrency);
+        }
+        if self.max_log_bytes < 1 << 20 {
+            bail!("max-log-bytes must be at least 1048576 (1 MiB): one invocation keeps up to 64 KiB of logs");
+        }
+        if self.admin_token.is_none() && !self.listen.ip().is_loopback() && !self.insecure_open_management {
+            bail!(
+                "refusing to listen on {} with no admin token: anyone who reaches it could deploy, delete and read \
+                 the logs of functions. Set an admin token (--admin-token, --admin-token-file or \
+                 POLYFAAS_ADMIN_TOKEN), listen on a loopback address, or pass --insecure-open-management \
+                 if the network in front of the server already decides who may reach it",
+                self.listen
+            );
         }
         // Request and response bodies travel in one protocol frame each.
         let frame_room = polyfaas_protocol::MAX_FRAME_LEN - (1 << 20);
@@ -303,5 +329,19 @@ mod tests {
         assert!(toml::from_str::<Settings>("wokers = 3").is_err());
         assert!(Settings { workers: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { timeout_ms: Some(999_999), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn open_management_off_loopback_needs_a_token_or_the_flag() {
+        let anywhere = Some(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let err = Settings { listen: anywhere, ..Default::default() }.resolve().expect_err("refused");
+        assert!(err.to_string().contains("--insecure-open-management"), "{err}");
+        let token = Settings { listen: anywhere, admin_token: Some("t".into()), ..Default::default() };
+        assert!(token.resolve().is_ok());
+        let flag = Settings { listen: anywhere, insecure_open_management: Some(true), ..Default::default() };
+        assert!(flag.resolve().is_ok());
+        assert!(
+            Settings { listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))), ..Default::default() }.resolve().is_ok()
+        );
     }
 }

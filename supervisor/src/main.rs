@@ -3,22 +3,25 @@
 //!
 //! Layout:
 //! - [`config`]: flags, env vars and the config file;
-//! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`);
+//! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`, `delete`, `status`);
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
+//! - [`auth`]: who may manage functions and use `/admin`;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
-//! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify,
-//!   the start verdict, watchdog and status line;
+//! - [`telemetry`]: metrics and per-function figures; [`logs`]: invocations' kept logs;
+//!   [`systemd`]: sd_notify, the start verdict, watchdog and status line;
 //! - [`sandbox`]: what workers are told about their sandbox;
 //! - [`secrets`]: taking the admin token out of the environment.
 
 mod admin;
 mod api;
+mod auth;
 mod cli;
 mod config;
 mod deploy;
+mod logs;
 mod pool;
 mod sandbox;
 mod secrets;
@@ -44,6 +47,8 @@ enum Command {
     Serve(Box<config::Settings>),
     #[command(flatten)]
     Client(cli::Command),
+    /// Print a shell completion script: `polyfaas completions bash > /etc/bash_completion.d/polyfaas`
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +66,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Client(command) => cli::run(&cli.client, command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "polyfaas", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -24,7 +24,11 @@ pub struct AppState {
     pub store: Arc<dyn BundleStore>,
     pub pool: Pool,
     pub telemetry: Arc<Telemetry>,
+    /// Invocations' kept logs, under one byte budget.
+    pub logs: crate::logs::Logs,
     pub config: Config,
+    /// Who may manage functions and use `/admin`.
+    pub auth: crate::auth::Guard,
     /// Uploads are staged and committed one at a time: version numbers and the
     /// pool's switch to a new version stay in order.
     pub deploys: tokio::sync::Mutex<()>,
@@ -72,7 +76,8 @@ pub async fn run(config: Config) -> Result<()> {
     if config.admin_token.is_none() {
         warn!(
             "no admin token configured (POLYFAAS_ADMIN_TOKEN, admin-token-file or the admin-token credential): \
-             /admin routes answer 403"
+             anyone who reaches {} may deploy, delete and read logs of functions, and /admin routes answer 403",
+            config.listen
         );
     }
 
@@ -87,8 +92,16 @@ pub async fn run(config: Config) -> Result<()> {
         languages: if config.warm_workers == 0 { Vec::new() } else { languages },
         addr,
     };
-    let state =
-        web::Data::new(AppState { store, pool: pool.clone(), telemetry, config, deploys: tokio::sync::Mutex::new(()) });
+    let auth = crate::auth::Guard::new(config.admin_token.clone());
+    let state = web::Data::new(AppState {
+        store,
+        pool: pool.clone(),
+        telemetry,
+        logs: crate::logs::Logs::new(config.max_log_bytes),
+        config,
+        auth,
+        deploys: tokio::sync::Mutex::new(()),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

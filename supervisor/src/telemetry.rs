@@ -1,8 +1,9 @@
 //! What the server counts: Prometheus metrics for `/metrics`, and the per-function
 //! figures behind `/admin/functions`. Recording is a few atomic adds and one short
-//! lock; nothing here does I/O.
+//! lock; nothing here does I/O. A deleted function's figures and metric series
+//! go with it (invocation logs are kept in `crate::logs`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,9 +17,6 @@ use serde::Serialize;
 
 /// How many recent latencies per function the percentiles are computed from.
 const LATENCY_WINDOW: usize = 1024;
-/// How many invocations' logs each function keeps, and how much of each.
-const LOG_HISTORY: usize = 50;
-const LOG_ENTRY_CAP: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InvocationLabels {
@@ -70,19 +68,8 @@ struct FunctionStats {
     errors: BTreeMap<String, u64>,
     recent_ms: VecDeque<f64>,
     last_error: Option<LastError>,
-    recent_logs: VecDeque<LogEntry>,
-}
-
-/// One invocation's captured output, as `GET /api/v1/functions/{name}/logs` shows it.
-#[derive(Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogEntry {
-    pub request_id: String,
-    pub at_unix: u64,
-    pub outcome: String,
-    pub text: String,
-    /// True when the handler's output, or what is kept of it here, was cut.
-    pub truncated: bool,
+    /// Every `outcome` label this function's series were created with.
+    outcomes: BTreeSet<String>,
 }
 
 #[derive(Clone, Serialize)]
@@ -161,6 +148,9 @@ impl Telemetry {
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         let stats = functions.entry(function.to_string()).or_default();
         stats.invocations += 1;
+        if !stats.outcomes.contains(outcome) {
+            stats.outcomes.insert(outcome.to_string());
+        }
         if stats.recent_ms.len() == LATENCY_WINDOW {
             stats.recent_ms.pop_front();
         }
@@ -177,31 +167,6 @@ impl Telemetry {
         self.functions.lock().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.invocations).sum()
     }
 
-    /// Keeps one invocation's logs in the function's bounded history.
-    pub fn logs(&self, function: &str, request_id: &str, outcome: &str, logs: &polyfaas_protocol::Logs) {
-        let mut text = logs.text.clone();
-        let mut truncated = logs.truncated;
-        if text.len() > LOG_ENTRY_CAP {
-            let cut = (0..=LOG_ENTRY_CAP).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-            text.truncate(cut);
-            truncated = true;
-        }
-        let entry =
-            LogEntry { request_id: request_id.into(), at_unix: unix_now(), outcome: outcome.into(), text, truncated };
-        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        let history = &mut functions.entry(function.to_string()).or_default().recent_logs;
-        if history.len() == LOG_HISTORY {
-            history.pop_front();
-        }
-        history.push_back(entry);
-    }
-
-    /// The function's recent invocation logs, oldest first.
-    pub fn recent_logs(&self, function: &str) -> Vec<LogEntry> {
-        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        functions.get(function).map(|s| s.recent_logs.iter().cloned().collect()).unwrap_or_default()
-    }
-
     pub fn cold_start(&self, language: &str) {
         self.cold_starts.get_or_create(&LanguageLabel { language: language.into() }).inc();
     }
@@ -215,10 +180,15 @@ impl Telemetry {
         self.upload_bytes.inc_by(bytes as u64);
     }
 
-    /// Forgets a deleted function's figures (its metric series stay until restart,
-    /// as Prometheus counters must not go backwards).
+    /// Forgets a deleted function's figures and removes its metric series: a
+    /// server that deploys and deletes many functions must not keep a series per
+    /// name forever. (A scraper sees the series end, as when a target goes away.)
     pub fn forget(&self, function: &str) {
-        self.functions.lock().unwrap_or_else(|p| p.into_inner()).remove(function);
+        let stats = self.functions.lock().unwrap_or_else(|p| p.into_inner()).remove(function);
+        for outcome in stats.map(|s| s.outcomes).unwrap_or_default() {
+            self.invocations.remove(&InvocationLabels { function: function.into(), outcome });
+        }
+        self.latency.remove(&FunctionLabel { function: function.into() });
     }
 
     /// The Prometheus text exposition, with the point-in-time gauges set first.
@@ -296,5 +266,18 @@ mod tests {
         assert_eq!(report[0].errors.get("timeout"), Some(&1));
         let text = t.encode(0, &[("idle", 1)]);
         assert!(text.contains(r#"polyfaas_invocations_total{function="f",outcome="ok"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn forgetting_a_function_removes_its_series() {
+        let t = Telemetry::new();
+        t.invocation("gone", "ok", Duration::from_millis(2), None);
+        t.invocation("gone", "timeout", Duration::from_millis(9), Some("too slow"));
+        t.invocation("kept", "ok", Duration::from_millis(2), None);
+        t.forget("gone");
+        let text = t.encode(0, &[]);
+        assert!(!text.contains("\"gone\""), "{text}");
+        assert!(text.contains("\"kept\""), "{text}");
+        assert!(t.functions().iter().all(|f| f.name != "gone"));
     }
 }

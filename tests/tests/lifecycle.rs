@@ -285,3 +285,58 @@ fn kill_9_during_uploads_leaves_the_old_or_the_new_version() {
     }
     let _ = saw_new; // which rounds land depends on timing; both outcomes are valid
 }
+
+/// The logs cursor: `after` returns only newer entries, oldest first; `wait`
+/// long-polls and returns as soon as an invocation lands; a bad cursor is a 400.
+#[test]
+fn logs_after_a_cursor_are_only_newer_and_wait_returns_when_an_invocation_lands() {
+    let server = Server::start(&[]);
+    assert_eq!(server.deploy("tail", &wasm_bundle("testkit-wasm", None)).status, 201);
+    assert_eq!(server.deploy("other", &wasm_bundle("testkit-wasm", None)).status, 201);
+    let log = |name: &str, text: &str| {
+        let r = server.invoke(name, &json!({"action": "log", "text": text}));
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    log("tail", "one");
+    let first = server.get("/api/v1/functions/tail/logs").json();
+    let entries = first["logs"].as_array().expect("logs");
+    assert_eq!(entries.len(), 1, "{first}");
+    let e = &entries[0];
+    assert_eq!((e["text"].as_str(), e["version"].as_u64(), e["status"].as_u64()), (Some("one\n"), Some(1), Some(200)));
+    assert!(e["seq"].as_u64().is_some() && e["durationMs"].as_f64().is_some() && e["requestId"].is_string(), "{e}");
+    assert!(e["atUnix"].is_u64() && e["outcome"] == "ok" && e["truncated"] == false, "{e}");
+    let cursor = first["cursor"].as_str().expect("cursor").to_string();
+
+    log("other", "not mine");
+    log("tail", "two");
+    log("tail", "three");
+    let next = server.get(&format!("/api/v1/functions/tail/logs?after={cursor}")).json();
+    let texts: Vec<&str> = next["logs"].as_array().expect("logs").iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(texts, ["two\n", "three\n"], "{next}");
+    let seqs: Vec<u64> = next["logs"].as_array().expect("logs").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs[0] > e["seq"].as_u64().unwrap_or(u64::MAX) && seqs[0] < seqs[1], "{seqs:?}");
+    let one = server.get(&format!("/api/v1/functions/tail/logs?after={cursor}&limit=1")).json();
+    assert_eq!(one["logs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["logs"][0]["text"], "two\n");
+    let cursor = next["cursor"].as_str().expect("cursor").to_string();
+    let none = server.get(&format!("/api/v1/functions/tail/logs?after={cursor}&wait=100")).json();
+    assert_eq!(none["logs"], json!([]), "nothing newer: an empty page after the wait");
+
+    // A reader waiting on the cursor gets the next invocation as soon as it lands.
+    let url = server.url(&format!("/api/v1/functions/tail/logs?after={cursor}&wait=30000"));
+    let waiter = std::thread::spawn(move || common::call(&url, "GET", &[], b"").json());
+    std::thread::sleep(Duration::from_millis(300));
+    log("other", "still not mine");
+    log("tail", "four");
+    let got = waiter.join().expect("waiter");
+    let texts: Vec<&str> = got["logs"].as_array().expect("logs").iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(texts, ["four\n"], "{got}");
+
+    for bad in ["nonsense", "1-zz", "-", "%00"] {
+        let r = server.get(&format!("/api/v1/functions/tail/logs?after={bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert_eq!(r.json()["code"], "invalid_cursor");
+    }
+    let r = server.get("/api/v1/functions/tail/logs?limit=many");
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_query")));
+}

@@ -102,48 +102,7 @@ fn parse_language(s: &str) -> Result<polyfaas_protocol::Language, ApiError> {
 }
 
 /// 401 without a bearer token, 403 with a wrong one or when no token is
-/// configured (admin routes are then off).
+/// configured (admin routes are then off), 429 while the address backs off.
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = state.config.admin_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "no admin token is configured; admin routes are off",
-        ));
-    };
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need Authorization: Bearer <token>")
-        })?;
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong admin token"))
-    }
-}
-
-/// Compares without an early exit, so the time taken does not tell an attacker
-/// how many leading bytes were right. (The length is not secret.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn compares_tokens() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
+    state.auth.check(req, crate::auth::Scope::Admin)
 }

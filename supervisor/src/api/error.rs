@@ -63,7 +63,7 @@ impl ApiError {
         Self::new(status, code, message)
     }
 
-    fn retry_after(mut self, seconds: u32) -> Self {
+    pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
     }

@@ -1,4 +1,8 @@
-//! Deploying, listing, describing and deleting functions.
+//! Deploying, listing, describing and deleting functions, rolling back, and
+//! reading their logs: the management routes. Every one of them asks
+//! `state.auth` first (open when no token is configured); invocation never does.
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -6,6 +10,7 @@ use serde_json::json;
 
 use super::body::{is_multipart, read_upload};
 use super::error::ApiError;
+use crate::auth::Scope;
 use crate::deploy::{blocking, deploy};
 use crate::server::AppState;
 use crate::store::{Deployed, FunctionName};
@@ -21,6 +26,7 @@ pub async fn compat_post(
     if !is_multipart(&req) {
         return super::invoke::compat_invoke(state, req, name, payload).await;
     }
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
     let deployed = deploy(&state, name, zip, state.config.keep_versions).await?;
@@ -46,6 +52,7 @@ pub async fn put(
     query: web::Query<PutQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
     let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
@@ -54,13 +61,19 @@ pub async fn put(
 }
 
 /// `GET /api/v1/functions`
-pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let functions: Vec<_> = state.store.list().iter().map(|d| summary(d)).collect();
-    HttpResponse::Ok().json(json!({ "functions": functions }))
+    Ok(HttpResponse::Ok().json(json!({ "functions": functions })))
 }
 
 /// `GET /api/v1/functions/{name}`: the current version and every stored one.
-pub async fn describe(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn describe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let (current, versions) =
         state.store.versions(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
@@ -70,7 +83,12 @@ pub async fn describe(state: web::Data<AppState>, name: web::Path<String>) -> Re
 }
 
 /// `DELETE /api/v1/functions/{name}`
-pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let _one_at_a_time = state.deploys.lock().await;
     let store = state.store.clone();
@@ -80,6 +98,7 @@ pub async fn delete(state: web::Data<AppState>, name: web::Path<String>) -> Resu
     }
     state.pool.serve_version(&name, None);
     state.telemetry.forget(name.as_str());
+    state.logs.forget(name.as_str());
     Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "deleted": true })))
 }
 
@@ -93,9 +112,11 @@ pub struct RollbackQuery {
 /// version it replaces finish what they run and retire.
 pub async fn rollback(
     state: web::Data<AppState>,
+    req: HttpRequest,
     name: web::Path<String>,
     query: web::Query<RollbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let _one_at_a_time = state.deploys.lock().await;
     let (store, target, to) = (state.store.clone(), name.clone(), query.version);
@@ -105,13 +126,49 @@ pub async fn rollback(
     Ok(HttpResponse::Ok().json(summary(&current)))
 }
 
-/// `GET /api/v1/functions/{name}/logs`: the last invocations' captured output.
-pub async fn logs(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[derive(serde::Deserialize)]
+pub struct LogsQuery {
+    after: Option<String>,
+    wait: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/functions/{name}/logs[?after=CURSOR][&wait=MS][&limit=N]`: the
+/// function's kept invocation logs, oldest first. Without `after`, the newest
+/// `limit` (default and most: 50); with it, only entries newer than the cursor.
+/// `wait` long-polls (up to 30 s) until there is one. `cursor` continues after
+/// the newest entry returned.
+pub async fn logs(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<LogsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     if state.store.current(&name).is_none() {
         return Err(ApiError::not_found(format!("function {name}")));
     }
-    Ok(HttpResponse::Ok().json(json!({ "name": name.as_str(), "logs": state.telemetry.recent_logs(name.as_str()) })))
+    let after = match query.after.as_deref() {
+        Some(text) => Some(
+            state
+                .logs
+                .parse_cursor(text)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(crate::logs::HISTORY);
+    let page = match query.wait {
+        Some(ms) if ms > 0 => state.logs.wait(name.as_str(), after, limit, Duration::from_millis(ms)).await,
+        _ => state.logs.page(name.as_str(), after, limit),
+    };
+    let entries: Vec<&crate::logs::LogEntry> = page.entries.iter().map(|e| &**e).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name.as_str(),
+        "logs": entries,
+        "cursor": state.logs.format_cursor(page.cursor),
+    })))
 }
 
 fn summary(d: &Deployed) -> serde_json::Value {

@@ -13,9 +13,13 @@ use super::request_id::RequestId;
 
 use super::body::read_body;
 use super::error::ApiError;
+use crate::logs::{NewEntry, excerpt};
 use crate::pool::Invoked;
 use crate::server::AppState;
 use crate::store::FunctionName;
+
+/// How much of a handler's logs the server's own log line shows.
+const LOG_EXCERPT: usize = 2048;
 
 /// `ANY /fn/{name}` and `ANY /fn/{name}/{tail}`.
 pub async fn invoke(
@@ -63,17 +67,36 @@ async fn run(
     };
     let outcome = state.pool.invoke(&function, request).await;
 
-    // One log line and one metrics record per invocation, whatever happened.
+    // One log line and one metrics record per invocation, whatever happened;
+    // what the handler logged is kept (bounded) and excerpted in the server log.
     let elapsed = started.elapsed();
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let version = function.version;
+    let keep = |outcome: &str, status: u16, logs: &polyfaas_protocol::Logs| {
+        let entry = NewEntry {
+            request_id: &request_id,
+            version,
+            outcome,
+            status,
+            duration: elapsed,
+            text: &logs.text,
+            truncated: logs.truncated,
+        };
+        state.logs.record(name.as_str(), entry);
+    };
     let (result, worker_pid) = match outcome {
         Ok(Invoked { worker_pid, result }) => (result, worker_pid),
         Err(e) => {
             let error = ApiError::from(e);
             warn!(function = %name, version, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "invocation failed: {}", error.message);
             state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+            // A worker that died mid-invocation ran the handler: its callers
+            // look for it in the logs. (Refusals such as 429 ran nothing.)
+            if error.code == "worker_crashed" || error.code == "timeout" {
+                let note = polyfaas_protocol::Logs { text: error.message.clone(), truncated: false };
+                keep(error.code, error.status.as_u16(), &note);
+            }
             return Err(error);
         }
     };
@@ -82,10 +105,12 @@ async fn run(
             let (status, handler_us, cold) = (done.response.status, done.stats.duration_us, done.stats.cold);
             info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
             if !done.logs.text.is_empty() {
-                info!(function = %name, request_id = %request_id, "handler logs:\n{}", done.logs.text.trim_end());
+                info!(function = %name, request_id = %request_id, "handler logs: {}", excerpt(&done.logs.text, LOG_EXCERPT));
             }
             state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
-            state.telemetry.logs(name.as_str(), &request_id, "ok", &done.logs);
+            // `respond` answers 502 for a status HTTP cannot carry.
+            let sent = StatusCode::from_u16(status).map_or(502, |s| s.as_u16());
+            keep("ok", sent, &done.logs);
             Ok(respond(done.response, worker_pid))
         }
         Err(failure) => {
@@ -93,10 +118,10 @@ async fn run(
             let status = error.status.as_u16();
             warn!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, "handler failed: {}", error.message);
             if !failure.logs.text.is_empty() {
-                warn!(function = %name, request_id = %request_id, "handler logs:\n{}", failure.logs.text.trim_end());
+                warn!(function = %name, request_id = %request_id, "handler logs: {}", excerpt(&failure.logs.text, LOG_EXCERPT));
             }
             state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
-            state.telemetry.logs(name.as_str(), &request_id, error.code, &failure.logs);
+            keep(error.code, status, &failure.logs);
             Err(error)
         }
     }

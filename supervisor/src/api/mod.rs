@@ -19,6 +19,10 @@ use actix_web::{HttpResponse, web};
 use self::error::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A query string that does not parse (`?keep=abc`) is a JSON error too.
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "invalid_query", e.to_string()).into()
+    }));
     cfg.service(
         web::resource("/api/v1/handler/{name}")
             .route(web::post().to(functions::compat_post))

@@ -12,15 +12,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `<target>/release`, where `polyfaas` and `polyfaas-worker` are.
+/// Where `polyfaas` and `polyfaas-worker` are: `POLYFAAS_BIN_DIR` if set (a copy
+/// of one build, when several checkouts share a target dir), else `<target>/release`.
 pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("POLYFAAS_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => release_dir(),
+    }
+}
+
+/// `<target>/release`: this test binary is `<target>/release/deps/<test binary>`.
+fn release_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // <target>/release/deps/<test binary>
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
-    bin_dir().parent().expect("target root").to_path_buf()
+pub fn target_dir() -> PathBuf {
+    release_dir().parent().expect("target root").to_path_buf()
 }
 
 /// The checkout the tests run from. `cargo test` sets `CARGO_MANIFEST_DIR` when it
@@ -115,6 +123,9 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// The admin token it was started with (`POLYFAAS_ADMIN_TOKEN` or `--admin-token`),
+    /// which [`Server::deploy`] sends.
+    pub token: Option<String>,
     logs: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -158,8 +169,18 @@ impl Server {
     /// Starts a server on `data_dir` with extra flags and env vars, and waits for
     /// its ready line.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_listening(data_dir, "127.0.0.1:0", args, env)
+    }
+
+    /// The same, listening on `listen`; requests go to loopback on its port.
+    pub fn start_listening(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let token = env
+            .iter()
+            .find(|(k, _)| *k == "POLYFAAS_ADMIN_TOKEN")
+            .map(|(_, v)| v.to_string())
+            .or_else(|| args.windows(2).find(|w| w[0] == "--admin-token").map(|w| w[1].to_string()));
         let mut cmd = Command::new(bin_dir().join("polyfaas"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
+        cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir);
         // The Ruby runtime scripts/setup installed, compiled once by scripts/test.
         cmd.arg("--ruby-wasm").arg(repo_root().join("runtimes").join("ruby+stdlib.wasm"));
         cmd.arg("--runtime-cache").arg(target_dir().join("runtime-cache"));
@@ -174,7 +195,8 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = addr_tx.send(addr.replace("0.0.0.0:", "127.0.0.1:"));
                 }
                 if std::env::var_os("POLYFAAS_TEST_ECHO").is_some() {
                     eprintln!("[server] {line}");
@@ -186,7 +208,7 @@ impl Server {
             let _ = child.kill();
             panic!("polyfaas did not log its address; logs:\n{}", logs.lock().expect("log lock").join("\n"))
         });
-        Server { child, addr, data_dir: data_dir.to_path_buf(), logs, _tmp: None }
+        Server { child, addr, data_dir: data_dir.to_path_buf(), token, logs, _tmp: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -210,9 +232,19 @@ impl Server {
         self.call("GET", path, &[], b"")
     }
 
-    /// Deploys `zip` as `name` through the native route.
+    /// Deploys `zip` as `name` through the native route (with the server's token, if any).
     pub fn deploy(&self, name: &str, zip: &[u8]) -> Reply {
-        self.call("PUT", &format!("/api/v1/functions/{name}"), &[("content-type", "application/zip")], zip)
+        self.manage("PUT", &format!("/api/v1/functions/{name}"), &[("content-type", "application/zip")], zip)
+    }
+
+    /// A management request: with `Authorization: Bearer <token>` when the server has a token.
+    pub fn manage(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(auth) = &auth {
+            all.push(("authorization", auth));
+        }
+        self.call(method, path, &all, body)
     }
 
     /// Invokes `name` with a JSON body through `/fn/{name}`.

@@ -1,0 +1,383 @@
+//! The kept logs of invocations: what `GET /api/v1/functions/{name}/logs` reads,
+//! and what the CLI's `logs -f` and a live tail follow with a cursor.
+//!
+//! Owns: one sequence number for the whole server (every entry gets the next
+//! one), each function's newest [`HISTORY`] entries, a byte budget for all of
+//! them together (the oldest entry of any function goes first), the cursor
+//! format, and the wake-up of long-polling readers. It must never hold more than
+//! its budget, never block a recorder on a reader, and never do I/O.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Entries kept per function (newest first to stay), and the most one page holds.
+pub const HISTORY: usize = 50;
+/// How much of one invocation's logs is kept.
+pub const ENTRY_CAP: usize = 64 * 1024;
+/// The longest a reader may wait for a new entry.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// What an entry costs beyond its strings: the struct, the Arc, the indexes.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// One invocation's captured output.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// Strictly increasing across the whole server (all functions).
+    pub seq: u64,
+    pub request_id: String,
+    pub at_unix: u64,
+    /// The function's version that ran.
+    pub version: u64,
+    /// `ok` or the error code.
+    pub outcome: String,
+    /// The HTTP status sent to the caller.
+    pub status: u16,
+    pub duration_ms: f64,
+    pub text: String,
+    /// True when the handler's output, or what is kept of it here, was cut.
+    pub truncated: bool,
+    #[serde(skip)]
+    cost: usize,
+}
+
+/// What an invocation hands over to be kept.
+pub struct NewEntry<'a> {
+    pub request_id: &'a str,
+    pub version: u64,
+    pub outcome: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub text: &'a str,
+    pub truncated: bool,
+}
+
+/// A position in the server's log sequence: entries after it are newer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor(u64);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cursor {0:?}: pass back a cursor this server returned")]
+pub struct InvalidCursor(String);
+
+/// One answer: entries oldest first, and the cursor to continue after them.
+pub struct Page {
+    pub entries: Vec<Arc<LogEntry>>,
+    pub cursor: Cursor,
+}
+
+pub struct Logs {
+    inner: Mutex<Inner>,
+    /// The newest seq, for readers waiting on any new entry.
+    latest: watch::Sender<u64>,
+    budget: usize,
+    /// Tells this run's cursors from an earlier run's (whose seqs restarted).
+    boot: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    last_seq: u64,
+    by_function: HashMap<Arc<str>, VecDeque<Arc<LogEntry>>>,
+    /// Every kept entry's seq and function, oldest first: the eviction order.
+    order: BTreeMap<u64, Arc<str>>,
+    bytes: usize,
+}
+
+impl Logs {
+    /// Keeps at most `budget` bytes of entries, all functions together.
+    pub fn new(budget: usize) -> Self {
+        let boot = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            ^ std::process::id().rotate_left(16);
+        Self { inner: Mutex::new(Inner::default()), latest: watch::Sender::new(0), budget, boot }
+    }
+
+    /// Keeps one invocation's logs (the first [`ENTRY_CAP`] bytes); returns its seq.
+    pub fn record(&self, function: &str, new: NewEntry<'_>) -> u64 {
+        let cut = floor_char_boundary(new.text, ENTRY_CAP);
+        // A copy of the kept part only: the handler's text may be megabytes.
+        let text = new.text[..cut].to_string();
+        let truncated = new.truncated || cut < new.text.len();
+        let cost = ENTRY_OVERHEAD + text.len() + new.request_id.len() + new.outcome.len() + function.len();
+        let mut inner = self.lock();
+        inner.last_seq += 1;
+        let seq = inner.last_seq;
+        let entry = Arc::new(LogEntry {
+            seq,
+            request_id: new.request_id.to_string(),
+            at_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            version: new.version,
+            outcome: new.outcome.to_string(),
+            status: new.status,
+            duration_ms: (new.duration.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            text,
+            truncated,
+            cost,
+        });
+        let key: Arc<str> = match inner.by_function.get_key_value(function) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(function),
+        };
+        inner.bytes += cost;
+        inner.order.insert(seq, key.clone());
+        let history = inner.by_function.entry(key).or_default();
+        history.push_back(entry);
+        let dropped = if history.len() > HISTORY { history.pop_front() } else { None };
+        if let Some(old) = dropped {
+            inner.bytes -= old.cost;
+            inner.order.remove(&old.seq);
+        }
+        inner.evict_to(self.budget);
+        drop(inner);
+        self.latest.send_replace(seq);
+        seq
+    }
+
+    /// `function`'s entries after `after` (oldest first, at most `limit`), or
+    /// without `after` its newest `limit` entries.
+    pub fn page(&self, function: &str, after: Option<Cursor>, limit: usize) -> Page {
+        let limit = limit.clamp(1, HISTORY);
+        let inner = self.lock();
+        let entries: Vec<Arc<LogEntry>> = match inner.by_function.get(function) {
+            None => Vec::new(),
+            Some(history) => match after {
+                Some(Cursor(after)) => {
+                    let first = history.partition_point(|e| e.seq <= after);
+                    history.iter().skip(first).take(limit).cloned().collect()
+                }
+                None => history.iter().skip(history.len().saturating_sub(limit)).cloned().collect(),
+            },
+        };
+        // With nothing returned, nothing of this function is newer than the
+        // newest seq of all: continuing from there misses nothing.
+        let cursor = match entries.last() {
+            Some(last) => Cursor(last.seq),
+            None => Cursor(inner.last_seq.max(after.map_or(0, |c| c.0))),
+        };
+        Page { entries, cursor }
+    }
+
+    /// Like [`Logs::page`], but with nothing to return waits (up to `wait`,
+    /// capped at [`MAX_WAIT`]) until an entry of `function` lands.
+    pub async fn wait(&self, function: &str, after: Option<Cursor>, limit: usize, wait: Duration) -> Page {
+        // Subscribed before looking, so an entry recorded in between still wakes us.
+        let mut latest = self.latest.subscribe();
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            let page = self.page(function, after, limit);
+            if !page.entries.is_empty() {
+                return page;
+            }
+            match tokio::time::timeout_at(deadline, latest.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return page,
+            }
+        }
+    }
+
+    /// Drops a deleted function's entries.
+    pub fn forget(&self, function: &str) {
+        let mut inner = self.lock();
+        if let Some(history) = inner.by_function.remove(function) {
+            for entry in history {
+                inner.bytes -= entry.cost;
+                inner.order.remove(&entry.seq);
+            }
+        }
+    }
+
+    /// Bytes kept now, by the same measure the budget uses.
+    #[cfg(test)]
+    fn kept_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The cursor's text: opaque to clients.
+    pub fn format_cursor(&self, cursor: Cursor) -> String {
+        format!("{:08x}-{:x}", self.boot, cursor.0)
+    }
+
+    /// Parses a cursor this server returned. One from an earlier run of the
+    /// server (its seqs restarted) means "from the beginning".
+    pub fn parse_cursor(&self, text: &str) -> Result<Cursor, InvalidCursor> {
+        let invalid = || InvalidCursor(text.chars().take(64).collect());
+        let (boot, seq) = text.split_once('-').ok_or_else(invalid)?;
+        let parse = |s: &str| (!s.is_empty() && s.len() <= 16).then(|| u64::from_str_radix(s, 16).ok()).flatten();
+        let (boot, seq) = (parse(boot).ok_or_else(invalid)?, parse(seq).ok_or_else(invalid)?);
+        Ok(if boot == u64::from(self.boot) { Cursor(seq) } else { Cursor(0) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Drops the oldest entries, whatever their function, until within `budget`.
+    fn evict_to(&mut self, budget: usize) {
+        while self.bytes > budget {
+            let Some((seq, function)) = self.order.pop_first() else { break };
+            let Some(history) = self.by_function.get_mut(&function) else { continue };
+            // The oldest entry overall is the oldest of its function.
+            if history.front().is_some_and(|e| e.seq == seq)
+                && let Some(old) = history.pop_front()
+            {
+                self.bytes -= old.cost;
+            }
+            if history.is_empty() {
+                self.by_function.remove(&function);
+            }
+        }
+    }
+}
+
+/// The largest char boundary at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
+}
+
+/// The start of a handler's logs for the server's own log line: at most `max`
+/// bytes, on one line, with control and bidi characters escaped (a handler must
+/// not forge server log lines), and how much was left out.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim_end();
+    let cut = floor_char_boundary(text, max);
+    let mut out = String::with_capacity(cut + 32);
+    for c in text[..cut].chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&c.escape_unicode().to_string());
+            }
+            c => out.push(c),
+        }
+    }
+    if cut < text.len() {
+        out.push_str(&format!(" … {} more bytes", text.len() - cut));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(text: &str) -> NewEntry<'_> {
+        NewEntry {
+            request_id: "r",
+            version: 1,
+            outcome: "ok",
+            status: 200,
+            duration: Duration::from_millis(1),
+            text,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn seq_is_strictly_increasing_across_functions() {
+        let logs = Logs::new(1 << 20);
+        let seqs: Vec<u64> = (0..100).map(|i| logs.record(&format!("f{}", i % 7), entry("x"))).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        let page = logs.page("f3", None, HISTORY);
+        assert!(page.entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn the_budget_is_respected_and_the_oldest_go_first() {
+        let budget = 200_000;
+        let logs = Logs::new(budget);
+        let text = "y".repeat(10_000);
+        for i in 0..300 {
+            logs.record(&format!("f{i}"), entry(&text));
+            assert!(logs.kept_bytes() <= budget);
+        }
+        assert!(logs.page("f0", None, HISTORY).entries.is_empty(), "the oldest function's entry was evicted");
+        assert_eq!(logs.page("f299", None, HISTORY).entries.len(), 1, "the newest stays");
+        let kept: usize = (0..300).map(|i| logs.page(&format!("f{i}"), None, HISTORY).entries.len()).sum();
+        assert!(kept >= budget / (10_000 + ENTRY_OVERHEAD + 10) - 1, "the budget is used, not wasted: {kept}");
+    }
+
+    #[test]
+    fn entries_are_capped_and_history_is_bounded() {
+        let logs = Logs::new(64 << 20);
+        let big = "é".repeat(ENTRY_CAP);
+        logs.record("f", entry(&big));
+        let page = logs.page("f", None, 1);
+        assert!(page.entries[0].text.len() <= ENTRY_CAP && page.entries[0].truncated);
+        for _ in 0..HISTORY * 2 {
+            logs.record("f", entry("z"));
+        }
+        assert_eq!(logs.page("f", None, usize::MAX).entries.len(), HISTORY);
+        logs.forget("f");
+        assert_eq!(logs.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn after_a_cursor_come_only_newer_entries_oldest_first() {
+        let logs = Logs::new(1 << 20);
+        logs.record("f", entry("1"));
+        logs.record("g", entry("other"));
+        let first = logs.page("f", None, HISTORY);
+        assert_eq!(first.entries.len(), 1);
+        let empty = logs.page("f", Some(first.cursor), HISTORY);
+        assert!(empty.entries.is_empty());
+        for n in 2..=5 {
+            logs.record("f", entry(&n.to_string()));
+        }
+        let next = logs.page("f", Some(empty.cursor), 2);
+        assert_eq!(next.entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["2", "3"]);
+        let rest = logs.page("f", Some(next.cursor), HISTORY);
+        assert_eq!(rest.entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["4", "5"]);
+        let newest = logs.page("f", None, 2);
+        assert_eq!(newest.entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["4", "5"]);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let logs = Logs::new(1 << 20);
+        let cursor = Cursor(42);
+        assert_eq!(logs.parse_cursor(&logs.format_cursor(cursor)).expect("valid"), cursor);
+        for bad in ["", "42", "x-1", "0-", "-1", "00000000-zz", "1-11111111111111111"] {
+            assert!(logs.parse_cursor(bad).is_err(), "{bad:?}");
+        }
+        let foreign = format!("{:08x}-2a", logs.boot.wrapping_add(1));
+        assert_eq!(logs.parse_cursor(&foreign).expect("valid"), Cursor(0), "an earlier run's cursor starts over");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_wakes_when_an_entry_lands() {
+        let logs = Arc::new(Logs::new(1 << 20));
+        let cursor = logs.page("f", None, HISTORY).cursor;
+        let writer = logs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            writer.record("other", entry("not mine"));
+            writer.record("f", entry("mine"));
+        });
+        let page = logs.wait("f", Some(cursor), HISTORY, Duration::from_secs(20)).await;
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].text, "mine");
+        let none = logs.wait("f", Some(page.cursor), HISTORY, Duration::from_millis(10)).await;
+        assert!(none.entries.is_empty());
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        assert_eq!(excerpt("a\nb\u{1b}[31m\n", 100), "a\\nb\\u{1b}[31m");
+        let long = "x".repeat(5000);
+        assert_eq!(excerpt(&long, 2048), format!("{} … 2952 more bytes", "x".repeat(2048)));
+    }
+}

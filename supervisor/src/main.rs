@@ -5,18 +5,22 @@
 //! - [`config`]: flags, env vars and the config file;
 //! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`);
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
+//!   [`conn_watch`]: deadlines for client connections between requests;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
 //! - [`store`]: bundles and versions on disk;
 //! - [`pool`]: worker processes and dispatch;
 //! - [`telemetry`]: metrics and per-function figures; [`systemd`]: sd_notify;
+//! - [`logging`]: the server's log, one line per event whatever user code says;
 //! - [`sandbox`]: what workers are told about their sandbox.
 
 mod admin;
 mod api;
 mod cli;
 mod config;
+mod conn_watch;
 mod deploy;
+mod logging;
 mod pool;
 mod sandbox;
 mod server;
@@ -48,22 +52,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
             let config = (*settings).load()?;
-            init_logging(config.log_format);
+            logging::init(config.log_format);
             actix_web::rt::System::new().block_on(server::run(config))
         }
         Command::Client(command) => cli::run(&cli.client, command),
-    }
-}
-
-/// Logs go to stderr: plain lines by default (what journald expects), or one JSON
-/// object per line for log shippers. `RUST_LOG` filters.
-fn init_logging(format: config::LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    match format {
-        config::LogFormat::Json => builder.json().init(),
-        config::LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

@@ -74,6 +74,8 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new("info,wasmtime_wasi=warn,wiggle=warn"))
         .with_ansi(false)
         .with_target(false)
+        // The supervisor logs each of these lines as its own event, with its time.
+        .without_time()
         .init();
     let (fd, language, ruby_module, parent_pid, sandbox_config) = match parse_args()? {
         Mode::Precompile { wasm, cache_dir } => {

@@ -22,7 +22,7 @@ pub async fn compat_post(
         return super::invoke::compat_invoke(state, req, name, payload).await;
     }
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
     let deployed = deploy(&state, name, zip, state.config.keep_versions).await?;
     // Field order and spelling as the original answered.
     #[derive(serde::Serialize)]
@@ -47,7 +47,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
     let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
     let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))

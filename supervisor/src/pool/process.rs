@@ -13,20 +13,29 @@
 //! order to exit; the watcher kills it if it has not within `SHUTDOWN_GRACE`. An
 //! exchange abandoned mid-way (its request was cancelled) therefore retires the
 //! worker: its state is unknown.
+//!
+//! A worker runs user code, and user code can write to the worker's socket and
+//! stderr directly. So every frame is read against the bound of what a legitimate
+//! answer to that exchange can hold (`frame_limit`), and stderr reaches the
+//! server's log only as escaped, length- and rate-capped lines labelled with the
+//! worker's pid ([`forward_stderr`]).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::{
-    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, Prepare, Stats, ToWorker,
+    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, MAX_FRAME_LEN, MAX_SMALL_FRAME_LEN,
+    Prepare, Stats, ToWorker,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use crate::logging;
 
 /// How long a new worker may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +101,9 @@ pub struct WorkerProcess {
     /// The socket and its read buffer between exchanges; `None` once an exchange
     /// broke (the worker is then unusable and only waits to be dropped).
     socket: Option<(std::os::unix::net::UnixStream, Vec<u8>)>,
+    /// The largest answer to an `Invoke` this worker may send: set from the
+    /// function's limits at `Init` (small before, when no answer has a body).
+    answer_limit: usize,
     /// How the process ended, once it has (set by the watcher).
     exited: watch::Receiver<Option<String>>,
     /// Dropped with this handle: tells the watcher the pool let go.
@@ -111,6 +123,7 @@ impl WorkerProcess {
     ) -> Result<Self, WorkerError> {
         let (mut child, mut conn) =
             spawn(worker_bin, language, extra_args).map_err(|e| WorkerError::Spawn(e.to_string()))?;
+        conn.set_max_frame_len(MAX_SMALL_FRAME_LEN);
         let pid = child.id().unwrap_or(0);
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
             Ok(Ok(reported)) if reported == pid => conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string())),
@@ -134,13 +147,13 @@ impl WorkerProcess {
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, kill, socket: Some(socket), exited, _retire: retire })
+        Ok(Self { id, pid, kill, socket: Some(socket), answer_limit: MAX_SMALL_FRAME_LEN, exited, _retire: retire })
     }
 
     /// Runs one invocation; past `hard_deadline` the worker is killed.
     pub async fn invoke(&mut self, invoke: Invoke, hard_deadline: Duration) -> Result<InvokeOutcome, WorkerError> {
         let id = invoke.id;
-        match self.exchange(ToWorker::Invoke(invoke), hard_deadline).await? {
+        match self.exchange(ToWorker::Invoke(invoke), hard_deadline, self.answer_limit).await? {
             FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
                 Ok(InvokeOutcome::Response { response, logs, stats })
             }
@@ -153,8 +166,12 @@ impl WorkerProcess {
 
     /// Specializes a blank worker. `Ok(Err(message))`: the function failed to load.
     pub async fn init(&mut self, init: Init, limit: Duration) -> Result<Result<(), String>, WorkerError> {
-        match self.exchange(ToWorker::Init(init), limit).await? {
-            FromWorker::InitOk => Ok(Ok(())),
+        let answer_limit = init.limits.max_answer_frame_len();
+        match self.exchange(ToWorker::Init(init), limit, MAX_SMALL_FRAME_LEN).await? {
+            FromWorker::InitOk => {
+                self.answer_limit = answer_limit;
+                Ok(Ok(()))
+            }
             FromWorker::InitError { message } => Ok(Err(message)),
             _ => self.broken("expected InitOk".into()),
         }
@@ -166,7 +183,11 @@ impl WorkerProcess {
         prepare: Prepare,
         limit: Duration,
     ) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
-        match self.exchange(ToWorker::Prepare(prepare), limit).await? {
+        // Compiled modules are large, and compiling runs no guest code (nor could a
+        // guest reach the socket). A script's prepare runs its top level and has
+        // nothing to send back but a message.
+        let frame_limit = if prepare.language == Language::Wasm { MAX_FRAME_LEN } else { MAX_SMALL_FRAME_LEN };
+        match self.exchange(ToWorker::Prepare(prepare), limit, frame_limit).await? {
             FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
             FromWorker::PrepareError { message } => Ok(Err(message)),
             _ => self.broken("expected Prepared".into()),
@@ -181,8 +202,14 @@ impl WorkerProcess {
     }
 
     /// Sends one message and waits for the answer, at most `limit`, on the
-    /// caller's task.
-    async fn exchange(&mut self, msg: ToWorker, limit: Duration) -> Result<FromWorker, WorkerError> {
+    /// caller's task. An answer whose frame announces more than `frame_limit`
+    /// bytes is a protocol error, found from its length prefix alone.
+    async fn exchange(
+        &mut self,
+        msg: ToWorker,
+        limit: Duration,
+        frame_limit: usize,
+    ) -> Result<FromWorker, WorkerError> {
         let unsent = |msg: ToWorker| match msg {
             ToWorker::Invoke(invoke) => WorkerError::GoneBeforeJob(Some(Box::new(invoke))),
             _ => WorkerError::GoneBeforeJob(None),
@@ -191,7 +218,7 @@ impl WorkerProcess {
             return Err(unsent(msg));
         }
         let Some((socket, buf)) = self.socket.take() else { return Err(unsent(msg)) };
-        let Ok(mut conn) = Connection::from_parts(socket, buf) else { return Err(unsent(msg)) };
+        let Ok(mut conn) = Connection::from_parts(socket, buf, frame_limit) else { return Err(unsent(msg)) };
         // A failed write means the worker cannot have read a whole frame, so it has
         // not started the job.
         if conn.write_frame(&msg).await.is_err() {
@@ -223,6 +250,7 @@ impl WorkerProcess {
                 }))
             }
             Err(e) => {
+                warn!(pid = self.pid, "worker broke the protocol ({e}); killing it");
                 self.kill.kill("protocol error");
                 Err(WorkerError::Protocol(e.to_string()))
             }
@@ -258,30 +286,132 @@ fn spawn(
     let mut child = cmd.spawn()?;
     drop(theirs);
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_stderr(stderr));
+        tokio::spawn(forward_stderr(stderr, child.id().unwrap_or(0)));
     }
     ours.set_nonblocking(true)?;
     Ok((child, Connection::new(tokio::net::UnixStream::from_std(ours)?)))
 }
 
-/// Copies a worker's diagnostics to the supervisor's stderr, line by line, each
-/// line cut at 16 KiB so a flood cannot grow a buffer.
-async fn forward_stderr(stderr: tokio::process::ChildStderr) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut reader).take(16 * 1024).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if line.last() != Some(&b'\n') {
-                    line.push(b'\n');
+/// The longest worker stderr line logged; the rest of the line is counted, not kept.
+const STDERR_LINE_MAX: usize = 4 * 1024;
+/// What a logged line costs beyond its text (timestamp, level, label), so that a
+/// flood of short lines is capped too.
+const STDERR_LINE_COST: usize = 128;
+/// The server has one stderr for every worker: worker output reaches it at most
+/// `STDERR_RATE` bytes a second, after a burst of `STDERR_BURST`. Past that,
+/// lines are dropped and counted. Legitimate output is a few lines per worker
+/// start (the worker's own log) and the odd panic message.
+const STDERR_BURST: f64 = 256.0 * 1024.0;
+const STDERR_RATE: f64 = 32.0 * 1024.0;
+
+/// The token bucket behind `STDERR_RATE`, shared by every worker's forwarder.
+struct StderrBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl StderrBudget {
+    /// Takes `cost` bytes of budget if there are that many.
+    fn take(&mut self, cost: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * STDERR_RATE).min(STDERR_BURST);
+        self.at = now;
+        let cost = cost as f64;
+        if self.tokens < cost {
+            return false;
+        }
+        self.tokens -= cost;
+        true
+    }
+}
+
+static STDERR_BUDGET: LazyLock<Mutex<StderrBudget>> =
+    LazyLock::new(|| Mutex::new(StderrBudget { tokens: STDERR_BURST, at: Instant::now() }));
+
+/// Splits a byte stream into lines of at most `STDERR_LINE_MAX` bytes without
+/// ever holding more than that: the rest of a longer line is only counted.
+#[derive(Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+    /// Bytes of the current line past `STDERR_LINE_MAX`.
+    cut: usize,
+}
+
+impl LineSplitter {
+    /// Feeds bytes; `emit(line, cut)` is called for each line they complete.
+    fn feed(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&[u8], usize)) {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|b| *b == b'\n');
+            let part = &bytes[..end.unwrap_or(bytes.len())];
+            let keep = part.len().min(STDERR_LINE_MAX - self.line.len());
+            self.line.extend_from_slice(&part[..keep]);
+            self.cut += part.len() - keep;
+            match end {
+                Some(at) => {
+                    bytes = &bytes[at + 1..];
+                    self.flush(emit);
                 }
-                use std::io::Write;
-                let _ = std::io::stderr().lock().write_all(&line);
+                None => bytes = &[],
             }
         }
+    }
+
+    /// Emits the line so far (an unterminated one at the end), unless it is blank.
+    fn flush(&mut self, emit: &mut impl FnMut(&[u8], usize)) {
+        if !self.line.is_empty() || self.cut > 0 {
+            emit(&self.line, self.cut);
+        }
+        self.line.clear();
+        self.cut = 0;
+    }
+}
+
+/// Logs a worker's stderr (its own diagnostics, and whatever user code writes to
+/// fd 2) as the server's events: each line escaped, so it cannot start a line of
+/// its own or carry terminal escapes; labelled with the worker's pid; cut at
+/// `STDERR_LINE_MAX`; and let through at most at `STDERR_RATE`. A flood is read
+/// and counted as it comes, never buffered, and the count is logged.
+async fn forward_stderr(mut stderr: tokio::process::ChildStderr, pid: u32) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut lines = LineSplitter::default();
+    let (mut dropped_lines, mut dropped_bytes) = (0u64, 0u64);
+    let mut emit = |line: &[u8], cut: usize| {
+        let allowed = STDERR_BUDGET
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(line.len() + STDERR_LINE_COST, Instant::now());
+        if !allowed {
+            dropped_lines += 1;
+            dropped_bytes += (line.len() + cut + 1) as u64;
+            return;
+        }
+        if dropped_lines > 0 {
+            warn!(
+                worker_pid = pid,
+                dropped_lines, dropped_bytes, "worker {pid} stderr: output over the log rate cap was dropped"
+            );
+            (dropped_lines, dropped_bytes) = (0, 0);
+        }
+        let text = logging::escape(line);
+        if cut > 0 {
+            info!(worker_pid = pid, "worker {pid} stderr: {text} [{cut} more bytes of this line cut]");
+        } else {
+            info!(worker_pid = pid, "worker {pid} stderr: {text}");
+        }
+    };
+    loop {
+        match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => lines.feed(&chunk[..n], &mut emit),
+        }
+    }
+    lines.flush(&mut emit);
+    if dropped_lines > 0 {
+        warn!(
+            worker_pid = pid,
+            dropped_lines, dropped_bytes, "worker {pid} stderr: output over the log rate cap was dropped"
+        );
     }
 }
 
@@ -327,5 +457,44 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
             _ => "exited".into(),
         },
         Err(e) => format!("status unknown: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<(Vec<u8>, usize)> {
+        let mut out = Vec::new();
+        let mut lines = LineSplitter::default();
+        let mut emit = |line: &[u8], cut: usize| out.push((line.to_vec(), cut));
+        for chunk in chunks {
+            lines.feed(chunk, &mut emit);
+        }
+        lines.flush(&mut emit);
+        out
+    }
+
+    #[test]
+    fn lines_are_split_across_chunks_and_cut_without_buffering() {
+        // Blank lines are skipped: they would cost the budget and say nothing.
+        assert_eq!(split(&[b"ab", b"c\nd", b"\n\ne"]), [(b"abc".to_vec(), 0), (b"d".to_vec(), 0), (b"e".to_vec(), 0)]);
+        let long = vec![b'x'; 3 * STDERR_LINE_MAX];
+        let out = split(&[&long, &long, b"\nnext\n"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].0.len(), out[0].1), (STDERR_LINE_MAX, 5 * STDERR_LINE_MAX));
+        assert_eq!(out[1], (b"next".to_vec(), 0));
+    }
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut budget = StderrBudget { tokens: STDERR_BURST, at: start };
+        assert!(budget.take(STDERR_BURST as usize, start));
+        assert!(!budget.take(1, start));
+        assert!(budget.take(STDERR_RATE as usize / 2, start + Duration::from_millis(500)));
+        assert!(!budget.take(STDERR_RATE as usize, start + Duration::from_millis(600)));
+        // Never more than the burst, however long the quiet.
+        assert!(!budget.take(STDERR_BURST as usize + 1, start + Duration::from_secs(3600)));
     }
 }

@@ -158,7 +158,34 @@ impl Server {
     /// Starts a server on `data_dir` with extra flags and env vars, and waits for
     /// its ready line.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(data_dir, args, env, None)
+    }
+
+    /// Starts a server on a fresh temp data dir with `RLIMIT_NOFILE` set to
+    /// `(soft, hard)`, as a unit's `LimitNOFILE=soft:hard` would.
+    pub fn start_with_open_files(args: &[&str], soft: u64, hard: u64) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::launch(tmp.path(), args, &[], Some((soft, hard)));
+        server._tmp = Some(tmp);
+        server
+    }
+
+    fn launch(data_dir: &Path, args: &[&str], env: &[(&str, &str)], open_files: Option<(u64, u64)>) -> Server {
         let mut cmd = Command::new(bin_dir().join("polyfaas"));
+        if let Some((soft, hard)) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec and calls only
+            // setrlimit, which is async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
         // The Ruby runtime scripts/setup installed, compiled once by scripts/test.
         cmd.arg("--ruby-wasm").arg(repo_root().join("runtimes").join("ruby+stdlib.wasm"));
@@ -172,7 +199,9 @@ impl Server {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let sink = logs.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Bytes, not `lines()`: a line that is not UTF-8 must not end the capture.
+            for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
                 }
@@ -200,6 +229,11 @@ impl Server {
     /// Everything the server has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").join("\n")
+    }
+
+    /// How many bytes the server has written to its stderr so far (lines and their newlines).
+    pub fn log_bytes(&self) -> usize {
+        self.logs.lock().expect("log lock").iter().map(|l| l.len() + 1).sum()
     }
 
     pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {

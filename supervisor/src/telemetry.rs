@@ -173,13 +173,8 @@ impl Telemetry {
 
     /// Keeps one invocation's logs in the function's bounded history.
     pub fn logs(&self, function: &str, request_id: &str, outcome: &str, logs: &polyfaas_protocol::Logs) {
-        let mut text = logs.text.clone();
-        let mut truncated = logs.truncated;
-        if text.len() > LOG_ENTRY_CAP {
-            let cut = (0..=LOG_ENTRY_CAP).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-            text.truncate(cut);
-            truncated = true;
-        }
+        let (text, cut) = crate::logging::cut(&logs.text, LOG_ENTRY_CAP);
+        let (text, truncated) = (text.to_string(), logs.truncated || cut > 0);
         let entry =
             LogEntry { request_id: request_id.into(), at_unix: unix_now(), outcome: outcome.into(), text, truncated };
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());

@@ -64,6 +64,6 @@ mod tests {
         let mut r: &[u8] = &[0, 0];
         assert!(matches!(read_frame::<ToWorker>(&mut r), Err(FrameError::TruncatedFrame)));
         let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame::<ToWorker>(&mut r), Err(FrameError::TooLarge(_))));
+        assert!(matches!(read_frame::<ToWorker>(&mut r), Err(FrameError::TooLarge { .. })));
     }
 }

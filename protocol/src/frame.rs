@@ -7,7 +7,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// The largest frame either side will send or accept. It bounds every buffer the
 /// protocol allocates; it must hold the largest request or response body plus the
-/// largest precompiled module, and nothing bigger is ever read.
+/// largest precompiled module, and nothing bigger is ever read. A reader that
+/// knows less may be expected (the supervisor, reading a worker that runs user
+/// code) passes a lower bound of its own to [`body_len_within`].
 pub const MAX_FRAME_LEN: usize = 128 * 1024 * 1024;
 
 /// Bytes of the length prefix.
@@ -15,8 +17,8 @@ pub const HEADER_LEN: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte cap")]
-    TooLarge(usize),
+    #[error("frame of {len} bytes exceeds the {max}-byte cap")]
+    TooLarge { len: usize, max: usize },
     #[error("frame does not decode: {0}")]
     Decode(#[source] postcard::Error),
     #[error("message does not encode: {0}")]
@@ -40,14 +42,14 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     out = postcard::to_extend(msg, out).map_err(FrameError::Encode)?;
     let len = out.len() - HEADER_LEN;
     if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
     }
     // Cannot truncate: `len <= MAX_FRAME_LEN < u32::MAX`.
     out[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(out)
 }
 
-/// Reads the length prefix at the start of `buf`.
+/// Reads the length prefix at the start of `buf`, against [`MAX_FRAME_LEN`].
 ///
 /// # Returns
 /// `Ok(None)` if fewer than [`HEADER_LEN`] bytes are buffered, else the body length.
@@ -56,25 +58,39 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 /// `TooLarge` as soon as the prefix announces more than [`MAX_FRAME_LEN`], before
 /// anyone reserves memory for it.
 pub fn body_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    body_len_within(buf, MAX_FRAME_LEN)
+}
+
+/// [`body_len`] against the lower of `max` and [`MAX_FRAME_LEN`].
+///
+/// # Errors
+/// `TooLarge` as soon as the prefix announces more than that bound.
+pub fn body_len_within(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
     let mut be = [0u8; HEADER_LEN];
     be.copy_from_slice(header);
     let len = u32::from_be_bytes(be) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len));
+    let max = max.min(MAX_FRAME_LEN);
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     Ok(Some(len))
 }
 
-/// Decodes one frame from the front of `buf`.
+/// Decodes one frame from the front of `buf`, against [`MAX_FRAME_LEN`].
 ///
 /// # Returns
 /// `Ok(None)` if `buf` does not yet hold a whole frame; otherwise the message and
 /// the number of bytes it took, which the caller drops from its buffer.
 pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
-    let Some(len) = body_len(buf)? else {
+    decode_within(buf, MAX_FRAME_LEN)
+}
+
+/// [`decode`] against the lower of `max` and [`MAX_FRAME_LEN`].
+pub fn decode_within<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, usize)>, FrameError> {
+    let Some(len) = body_len_within(buf, max)? else {
         return Ok(None);
     };
     let Some(body) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
@@ -161,8 +177,20 @@ mod tests {
     #[test]
     fn oversized_length_is_rejected_before_the_body_arrives() {
         let header = (MAX_FRAME_LEN as u32 + 1).to_be_bytes();
-        assert!(matches!(decode::<ToWorker>(&header), Err(FrameError::TooLarge(_))));
-        assert!(matches!(decode::<ToWorker>(&[0xff; 4]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(decode::<ToWorker>(&header), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(decode::<ToWorker>(&[0xff; 4]), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_lower_bound_is_checked_from_the_prefix_alone() {
+        let bytes = encode(&invoke()).expect("encodes");
+        let len = bytes.len() - HEADER_LEN;
+        assert!(decode_within::<ToWorker>(&bytes, len).expect("fits").is_some());
+        let err = decode_within::<ToWorker>(&bytes[..HEADER_LEN], len - 1).expect_err("over the bound");
+        assert!(matches!(err, FrameError::TooLarge { len: l, max } if l == len && max == len - 1));
+        // A bound above the protocol's own cap does not raise it.
+        let header = (MAX_FRAME_LEN as u32 + 1).to_be_bytes();
+        assert!(matches!(decode_within::<ToWorker>(&header, usize::MAX), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]

@@ -121,6 +121,33 @@ pub struct Limits {
     pub max_output_bytes: u64,
 }
 
+/// The longest message (`Failure`, `InitError`, `PrepareError`) a worker sends; it
+/// cuts longer ones. The detail belongs in the logs.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// The most a response's headers may add up to (names and values); a worker
+/// answers a handler that sets more with `ResponseTooLarge`.
+pub const MAX_HEADERS_LEN: usize = 64 * 1024;
+
+/// What a frame holds beside its body, logs, headers and message: the variant,
+/// ids, stats, the postcard length prefixes. Generous; it is a bound, not a size.
+const FRAME_OVERHEAD: usize = 64 * 1024;
+
+/// The largest frame a worker sends that carries no body and no logs: `Hello`,
+/// `InitOk`/`InitError`, and `Prepared`/`PrepareError` without artifacts.
+pub const MAX_SMALL_FRAME_LEN: usize = MAX_MESSAGE_LEN + FRAME_OVERHEAD;
+
+impl Limits {
+    /// The largest answer to an `Invoke` a worker under these limits sends: the
+    /// body and the logs (each at most `max_output_bytes`), headers, a message and
+    /// the encoding. The supervisor reads a specialized worker's frames against it,
+    /// so a worker running hostile code cannot make it buffer more.
+    pub fn max_answer_frame_len(&self) -> usize {
+        let output = usize::try_from(self.max_output_bytes).unwrap_or(usize::MAX);
+        output.saturating_mul(2).saturating_add(MAX_HEADERS_LEN + MAX_SMALL_FRAME_LEN)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invoke {
     pub id: u64,

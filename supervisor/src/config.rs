@@ -117,6 +117,16 @@ pub struct Settings {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms [default: 30000]
     #[arg(long, env = "POLYFAAS_DRAIN_TIMEOUT_MS")]
     pub drain_timeout_ms: Option<u64>,
+    /// Most client connections open at once; more wait in the listen backlog. Lowered at
+    /// startup to what the open-file limit leaves room for [default: 10000]
+    #[arg(long, env = "POLYFAAS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// How long a new connection has to send its first request's headers, in ms; then 408 and closed [default: 5000]
+    #[arg(long, env = "POLYFAAS_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// How long a client has to send a whole request body (uploads included; then 408), and to read a whole answer, in ms [default: 60000]
+    #[arg(long, env = "POLYFAAS_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -159,6 +169,9 @@ pub struct Config {
     pub insecure_open_management: bool,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 impl Settings {
@@ -206,6 +219,9 @@ impl Settings {
             insecure_open_management: self.insecure_open_management.or(fallback.insecure_open_management),
             log_format: self.log_format.or(fallback.log_format),
             drain_timeout_ms: self.drain_timeout_ms.or(fallback.drain_timeout_ms),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            header_timeout_ms: self.header_timeout_ms.or(fallback.header_timeout_ms),
+            body_timeout_ms: self.body_timeout_ms.or(fallback.body_timeout_ms),
         }
     }
 
@@ -255,6 +271,9 @@ impl Settings {
             insecure_open_management: self.insecure_open_management.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Plain),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms.unwrap_or(30_000)),
+            max_connections: self.max_connections.unwrap_or(10_000),
+            header_timeout: Duration::from_millis(self.header_timeout_ms.unwrap_or(5_000)),
+            body_timeout: Duration::from_millis(self.body_timeout_ms.unwrap_or(60_000)),
         };
         config.check()?;
         Ok(config)
@@ -288,6 +307,12 @@ impl Config {
                  if the network in front of the server already decides who may reach it",
                 self.listen
             );
+        }
+        if self.max_connections == 0 {
+            bail!("max-connections must be at least 1");
+        }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            bail!("header-timeout-ms and body-timeout-ms must be at least 1");
         }
         // Request and response bodies travel in one protocol frame each.
         let frame_room = polyfaas_protocol::MAX_FRAME_LEN - (1 << 20);
@@ -329,6 +354,23 @@ mod tests {
         assert!(toml::from_str::<Settings>("wokers = 3").is_err());
         assert!(Settings { workers: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { timeout_ms: Some(999_999), ..Default::default() }.resolve().is_err());
+        assert!(Settings { max_connections: Some(0), ..Default::default() }.resolve().is_err());
+        assert!(Settings { header_timeout_ms: Some(0), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn connection_settings_come_from_the_file_too() {
+        let file: Settings =
+            toml::from_str("max-connections = 500\nheader-timeout-ms = 2000\nbody-timeout-ms = 9000").expect("toml");
+        let c = Settings::default().or(file).resolve().expect("valid");
+        assert_eq!(c.max_connections, 500);
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.body_timeout, Duration::from_secs(9));
+        let d = Settings::default().resolve().expect("defaults");
+        assert_eq!(
+            (d.max_connections, d.header_timeout, d.body_timeout.as_secs()),
+            (10_000, Duration::from_secs(5), 60)
+        );
     }
 
     #[test]

@@ -247,27 +247,9 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 /// bytes, on one line, with control and bidi characters escaped (a handler must
 /// not forge server log lines), and how much was left out.
 pub fn excerpt(text: &str, max: usize) -> String {
-    let text = text.trim_end();
-    let cut = floor_char_boundary(text, max);
-    let mut out = String::with_capacity(cut + 32);
-    for c in text[..cut].chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                out.push_str(&c.escape_unicode().to_string());
-            }
-            c => out.push(c),
-        }
-    }
-    if cut < text.len() {
-        out.push_str(&format!(" … {} more bytes", text.len() - cut));
-    }
-    out
+    let (start, cut) = crate::logging::cut(text.trim_end(), max);
+    let more = if cut > 0 { format!(" … {cut} more bytes") } else { String::new() };
+    format!("{}{more}", crate::logging::escape(start.as_bytes()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`config`]: flags, env vars and the config file;
 //! - [`cli`]: the client commands (`deploy`, `invoke`, `list`, `logs`, `rollback`, `delete`, `status`);
 //! - [`server`]: wires store, pool and HTTP together and runs until a signal;
+//!   [`conn_watch`]: deadlines for client connections between requests;
 //! - [`api`]: the public routes and the one place errors become JSON;
 //! - [`admin`]: operator routes, health, readiness and metrics;
 //! - [`auth`]: who may manage functions and use `/admin`;
@@ -12,6 +13,7 @@
 //! - [`pool`]: worker processes and dispatch;
 //! - [`telemetry`]: metrics and per-function figures; [`logs`]: invocations' kept logs;
 //!   [`systemd`]: sd_notify, the start verdict, watchdog and status line;
+//! - [`logging`]: the server's log, one line per event whatever user code says;
 //! - [`sandbox`]: what workers are told about their sandbox;
 //! - [`secrets`]: taking the admin token out of the environment.
 
@@ -20,7 +22,9 @@ mod api;
 mod auth;
 mod cli;
 mod config;
+mod conn_watch;
 mod deploy;
+mod logging;
 mod logs;
 mod pool;
 mod sandbox;
@@ -58,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             // clap has copied it into `settings`; no thread exists yet.
             secrets::scrub_env("POLYFAAS_ADMIN_TOKEN");
             let config = (*settings).load()?;
-            init_logging(config.log_format);
+            logging::init(config.log_format);
             match actix_web::rt::System::new().block_on(server::run(config)) {
                 // Logged already; systemd must not restart into the same wall.
                 Err(e) if e.is::<systemd::CannotServe>() => std::process::exit(systemd::EXIT_CANNOT_SERVE),
@@ -71,18 +75,5 @@ fn main() -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "polyfaas", &mut std::io::stdout());
             Ok(())
         }
-    }
-}
-
-/// Logs go to stderr: plain lines by default (what journald expects), or one JSON
-/// object per line for log shippers. `RUST_LOG` filters.
-fn init_logging(format: config::LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    match format {
-        config::LogFormat::Json => builder.json().init(),
-        config::LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

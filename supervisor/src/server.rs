@@ -13,6 +13,7 @@ use polyfaas_protocol::Language;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::conn_watch;
 use crate::pool::{Pool, PoolConfig};
 use crate::store::local::LocalStore;
 use crate::store::{BundleStore, FunctionLimits, LimitsPolicy, UnpackLimits};
@@ -36,6 +37,7 @@ pub struct AppState {
 
 pub async fn run(config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
+    let open_files = raise_open_file_limit();
     // Worker watchers (exit, kill, retire) and process starts get their own
     // runtime, so a busy HTTP thread never delays noticing a dead worker. The
     // exchanges themselves run on the request's thread.
@@ -92,6 +94,20 @@ pub async fn run(config: Config) -> Result<()> {
         languages: if config.warm_workers == 0 { Vec::new() } else { languages },
         addr,
     };
+    let connections = connection_cap(config.max_connections, open_files, config.workers);
+    if connections < config.max_connections {
+        warn!(
+            "accepting at most {connections} connections, not max-connections {}: the open-file limit is {open_files}",
+            config.max_connections
+        );
+    }
+    // actix counts connections per HTTP thread; the threads are set here so the
+    // per-thread caps add up to at most `connections`.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let header_timeout = config.header_timeout;
+    // Between requests a connection gets the keep-alive wait and then the next
+    // request's headers; writing an answer gets as long as reading a body.
+    let watch = conn_watch::Limits { idle: KEEP_ALIVE + header_timeout, write: config.body_timeout };
     let auth = crate::auth::Guard::new(config.admin_token.clone());
     let state = web::Data::new(AppState {
         store,
@@ -106,9 +122,18 @@ pub async fn run(config: Config) -> Result<()> {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
+            .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
             .configure(crate::admin::routes)
             .configure(crate::api::routes)
     })
+    .workers(threads)
+    .max_connections((connections / threads).max(1))
+    // The first request's headers must arrive within this, else 408 and closed;
+    // the watch bounds every later wait (actix does not).
+    .client_request_timeout(header_timeout)
+    .keep_alive(KEEP_ALIVE)
+    .on_connect(conn_watch::on_connect(watch))
+    .client_disconnect_timeout(Duration::from_secs(1))
     .listen(listener)?
     .disable_signals()
     .shutdown_timeout(drain.as_secs().max(1))
@@ -146,6 +171,46 @@ pub async fn run(config: Config) -> Result<()> {
     drop(pool_runtime);
     info!("stopped");
     verdict
+}
+
+/// How long an idle keep-alive connection is kept (actix's default, made explicit
+/// because the connection watch counts on it).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Open files this process may hold: the soft `RLIMIT_NOFILE`, raised first to
+/// the hard limit. A unit's `LimitNOFILE=1024` (often 1024:524288) would otherwise
+/// leave a few hundred connections between the server and "Too many open files".
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // The kernel refuses more than fs.nr_open (1,048,576 by default), even under
+    // an infinite hard limit.
+    const MOST: u64 = 1 << 20;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard.min(MOST) => match setrlimit(Resource::RLIMIT_NOFILE, hard.min(MOST), hard) {
+            Ok(()) => hard.min(MOST),
+            Err(e) => {
+                warn!("cannot raise the open-file limit from {soft} to {}: {e}", hard.min(MOST));
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            warn!("cannot read the open-file limit: {e}; assuming 1024");
+            1024
+        }
+    }
+}
+
+/// The most client connections to accept at once: `wanted`, or less if the
+/// open-file limit leaves no room for them beside what the server itself holds
+/// (a socket and a pipe per worker, the store's files, the runtimes' epoll and
+/// event fds). Each connection takes two descriptors: its socket, and the
+/// connection watch's duplicate. Connections past the cap wait in the listen
+/// backlog, unaccepted, so they cost no descriptor.
+fn connection_cap(wanted: usize, open_files: u64, workers: usize) -> usize {
+    let reserved = 128 + 4 * workers as u64;
+    let room = usize::try_from(open_files.saturating_sub(reserved) / 2).unwrap_or(usize::MAX);
+    wanted.min(room).max(16)
 }
 
 /// The pool's runtime, shut down without blocking when dropped: it is dropped on
@@ -250,4 +315,17 @@ fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {
     let store = LocalStore::open(&config.data_dir, policy, unpack)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_room_for_the_server_itself() {
+        assert_eq!(connection_cap(10_000, 1 << 20, 8), 10_000);
+        assert_eq!(connection_cap(10_000, 1024, 8), (1024 - 128 - 32) / 2);
+        assert_eq!(connection_cap(400, 1024, 8), 400);
+        assert_eq!(connection_cap(500, 100, 8), 16);
+    }
 }

@@ -26,6 +26,8 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new("info,wasmtime_wasi=warn,wiggle=warn"))
         .with_ansi(false)
         .with_target(false)
+        // The supervisor logs each of these lines as its own event, with its time.
+        .without_time()
         .init();
     let launch = match LaunchMode::parse(std::env::args_os().skip(1))? {
         LaunchMode::Precompile { wasm, cache_dir } => {

@@ -6,7 +6,8 @@
 //! `text` to stderr), `panic`, `exit` (with `code`), `sleep` (`ms`), `spin`
 //! (busy loop forever), `alloc` (`mb` megabytes), `recurse` (until the stack
 //! runs out), `print` (`bytes` bytes of output), `flood` (`bytes` of logs),
-//! `headers` (CGI status + header), and the hostile ones of tests/hostile.rs.
+//! `headers` (CGI status + header), `raw` (print `text` as it is: CGI headers and
+//! body of the test's choosing), and the hostile ones of tests/hostile.rs.
 
 use std::io::{Read, Write};
 
@@ -67,6 +68,7 @@ fn main() {
             print!("{{\"flooded\":true}}");
         }
         "headers" => print!("Status: 201\nContent-Type: text/plain\nX-Testkit: yes\n\ncreated"),
+        "raw" => print!("{}", input.get("text").and_then(|t| t.as_str()).unwrap_or("")),
         // Hostile actions for tests/hostile.rs. WASI preview 1 has no process,
         // socket or signal calls at all, and no directory is preopened.
         "readFile" => {

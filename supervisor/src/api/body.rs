@@ -1,5 +1,9 @@
-//! Reading request bodies with a cap: a declared length over the cap is refused
-//! before a byte is read, and a stream that runs past it is cut off there.
+//! Reading request bodies with a cap and a deadline: a declared length over the
+//! cap is refused before a byte is read, a stream that runs past it is cut off
+//! there, and a body that has not all arrived by the deadline is answered `408`
+//! (a client sending one byte a second holds a connection for no longer).
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
@@ -7,8 +11,17 @@ use futures_util::StreamExt;
 
 use super::error::ApiError;
 
-/// Reads the whole body, at most `limit` bytes.
-pub async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads the whole body, at most `limit` bytes, within `deadline`.
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    within(deadline, read_whole(req, payload, limit)).await
+}
+
+async fn read_whole(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = declared_length(req);
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(limit));
@@ -16,11 +29,34 @@ pub async fn read_body(req: &HttpRequest, payload: web::Payload, limit: usize) -
     read_capped(payload, limit, declared.unwrap_or(0)).await
 }
 
-/// Reads an uploaded bundle: the first file part of a `multipart/form-data` body
-/// (the original project's upload), or else the raw body (`application/zip`).
-pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads an uploaded bundle within `deadline`: the first file part of a
+/// `multipart/form-data` body (the original project's upload), or else the raw
+/// body (`application/zip`).
+pub async fn read_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    within(deadline, read_upload_part(req, payload, limit)).await
+}
+
+async fn within(
+    deadline: Duration,
+    read: impl std::future::Future<Output = Result<Vec<u8>, ApiError>>,
+) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(deadline, read).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {} ms", deadline.as_millis()),
+        ))
+    })
+}
+
+async fn read_upload_part(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     if !is_multipart(req) {
-        return read_body(req, payload, limit).await;
+        return read_whole(req, payload, limit).await;
     }
     // Multipart framing adds a little to the file itself; allow for it.
     if declared_length(req).is_some_and(|len| len > limit.saturating_add(64 * 1024)) {

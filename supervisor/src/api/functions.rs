@@ -28,7 +28,7 @@ pub async fn compat_post(
     }
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
     let deployed = deploy(&state, name, zip, state.config.keep_versions).await?;
     // Field order and spelling as the original answered.
     #[derive(serde::Serialize)]
@@ -54,7 +54,7 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes).await?;
+    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
     let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
     let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))

@@ -1,11 +1,17 @@
 //! Invoking a function: the request becomes one `Invoke` frame, the worker's
 //! answer becomes the response. The per-request path is: look up the current
 //! version, read the body (capped), `pool.invoke`, copy the answer out.
+//!
+//! The answer comes from user code, and the connection it goes out on may carry
+//! the next request, to another function (keep-alive, pipelining). So the framing
+//! is the server's alone ([`respond`]): only statuses 200–599, no body where HTTP
+//! has none, no framing or hop-by-hop header from the handler. Whatever user code
+//! wrote reaches the server's log escaped.
 
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tracing::{info, warn};
 
@@ -13,12 +19,14 @@ use super::request_id::RequestId;
 
 use super::body::read_body;
 use super::error::ApiError;
+use crate::logging;
 use crate::logs::{NewEntry, excerpt};
 use crate::pool::Invoked;
 use crate::server::AppState;
 use crate::store::FunctionName;
 
-/// How much of a handler's logs the server's own log line shows.
+/// The most of one invocation's handler logs copied into the server's log; all
+/// of it (up to its own cap) is in `GET /api/v1/functions/{name}/logs`.
 const LOG_EXCERPT: usize = 2048;
 
 /// `ANY /fn/{name}` and `ANY /fn/{name}/{tail}`.
@@ -53,7 +61,7 @@ async fn run(
     let started = Instant::now();
     let name = FunctionName::parse(name)?;
     let function = state.store.current(&name).ok_or_else(|| ApiError::not_found(format!("function {name}")))?;
-    let body = read_body(req, payload, state.config.max_request_bytes).await?;
+    let body = read_body(req, payload, state.config.max_request_bytes, state.config.body_timeout).await?;
     let request = polyfaas_protocol::HttpRequest {
         method: req.method().to_string(),
         path,
@@ -89,7 +97,8 @@ async fn run(
         Ok(Invoked { worker_pid, result }) => (result, worker_pid),
         Err(e) => {
             let error = ApiError::from(e);
-            warn!(function = %name, version, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "invocation failed: {}", error.message);
+            let message = logging::escape(error.message.as_bytes());
+            warn!(function = %name, version, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "invocation failed: {message}");
             state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
             // A worker that died mid-invocation ran the handler: its callers
             // look for it in the logs. (Refusals such as 429 ran nothing.)
@@ -100,25 +109,33 @@ async fn run(
             return Err(error);
         }
     };
+    let logged = |logs: &polyfaas_protocol::Logs| excerpt(&logs.text, LOG_EXCERPT);
     match result {
         Ok(done) => {
             let (status, handler_us, cold) = (done.response.status, done.stats.duration_us, done.stats.cold);
+            let response = match respond(done.response, worker_pid, req.method()) {
+                Ok(response) => response,
+                Err(error) => {
+                    warn!(function = %name, version, worker_pid, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "handler answered with status {status}, which a handler may not send: refused");
+                    state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+                    keep(error.code, error.status.as_u16(), &done.logs);
+                    return Err(error);
+                }
+            };
             info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
             if !done.logs.text.is_empty() {
-                info!(function = %name, request_id = %request_id, "handler logs: {}", excerpt(&done.logs.text, LOG_EXCERPT));
+                info!(function = %name, request_id = %request_id, "handler logs: {}", logged(&done.logs));
             }
             state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
-            // `respond` answers 502 for a status HTTP cannot carry.
-            let sent = StatusCode::from_u16(status).map_or(502, |s| s.as_u16());
-            keep("ok", sent, &done.logs);
-            Ok(respond(done.response, worker_pid))
+            keep("ok", status, &done.logs);
+            Ok(response)
         }
         Err(failure) => {
             let error = ApiError::from_failure(failure.kind, failure.message);
-            let status = error.status.as_u16();
-            warn!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, "handler failed: {}", error.message);
+            let (status, message) = (error.status.as_u16(), logging::escape(error.message.as_bytes()));
+            warn!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, "handler failed: {message}");
             if !failure.logs.text.is_empty() {
-                warn!(function = %name, request_id = %request_id, "handler logs: {}", excerpt(&failure.logs.text, LOG_EXCERPT));
+                warn!(function = %name, request_id = %request_id, "handler logs: {}", logged(&failure.logs));
             }
             state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
             keep(error.code, status, &failure.logs);
@@ -127,20 +144,114 @@ async fn run(
     }
 }
 
-/// Copies the worker's response out, dropping headers HTTP/1.1 does not let a
-/// handler set (framing is the server's job) and any that are not valid.
-fn respond(response: polyfaas_protocol::HttpResponse, worker_pid: u32) -> HttpResponse {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+/// Headers a handler may not set: the message's framing (which the server alone
+/// decides, or a body could be read as the next response on the connection) and
+/// the other hop-by-hop headers of RFC 9110 §7.6.1. Names are compared parsed,
+/// so in lower case.
+fn server_only(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+    )
+}
+
+/// Copies the worker's response out, as a response of the server's own framing.
+///
+/// # Errors
+/// `502 handler_error` for a status a handler may not answer: 1xx (interim
+/// responses and protocol switches are the server's business) and anything
+/// outside 100–599. A 204, a 304 or the answer to a `HEAD` goes out without the
+/// body the handler gave, and headers that are not valid HTTP are dropped.
+fn respond(
+    response: polyfaas_protocol::HttpResponse,
+    worker_pid: u32,
+    method: &Method,
+) -> Result<HttpResponse, ApiError> {
+    let status = match StatusCode::from_u16(response.status) {
+        Ok(status) if (200..=599).contains(&status.as_u16()) => status,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "handler_error",
+                format!("the handler answered with status {}; a handler may answer 200 to 599", response.status),
+            ));
+        }
+    };
     let mut out = HttpResponse::build(status);
     for (name, value) in &response.headers {
-        let hop_by_hop = matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive");
-        if hop_by_hop {
+        let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) else {
             continue;
-        }
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+        };
+        if !server_only(&n) {
             out.append_header((n, v));
         }
     }
     out.insert_header(("x-polyfaas-worker-pid", worker_pid.to_string()));
-    out.body(response.body)
+    let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) || method == Method::HEAD;
+    Ok(if bodiless { out.body(actix_web::body::None::new()) } else { out.body(response.body) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::{BodySize, MessageBody};
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> polyfaas_protocol::HttpResponse {
+        polyfaas_protocol::HttpResponse {
+            status,
+            headers: headers.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn interim_and_unknown_statuses_are_refused() {
+        for status in [0, 99, 100, 101, 103, 199, 600, 999, 65535] {
+            let err = respond(answer(status, &[], b""), 1, &Method::GET).expect_err("refused");
+            assert_eq!((err.status, err.code), (StatusCode::BAD_GATEWAY, "handler_error"), "{status}");
+        }
+        for status in [200, 204, 299, 304, 404, 599] {
+            assert_eq!(respond(answer(status, &[], b""), 1, &Method::GET).expect("ok").status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn no_body_goes_out_where_http_has_none() {
+        let forged = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nforged";
+        for (status, method) in [(204, Method::GET), (304, Method::GET), (200, Method::HEAD)] {
+            let r = respond(answer(status, &[], forged), 1, &method).expect("ok");
+            assert_eq!(r.body().size(), BodySize::None, "{status} {method}");
+        }
+        let r = respond(answer(200, &[], forged), 1, &Method::GET).expect("ok");
+        assert_eq!(r.body().size(), BodySize::Sized(forged.len() as u64));
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_the_servers() {
+        let headers = [
+            ("Content-Length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("Connection", "close"),
+            ("upgrade", "websocket"),
+            ("x-bad", "a\r\nx-injected: 1"),
+            ("x-polyfaas-worker-pid", "1"),
+            ("x-ok", "yes"),
+        ];
+        let r = respond(answer(200, &headers, b"body"), 42, &Method::GET).expect("ok");
+        let names: Vec<&str> = r.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(r.headers().get("x-ok").map(HeaderValue::as_bytes), Some(&b"yes"[..]));
+        assert_eq!(r.headers().get("x-polyfaas-worker-pid").map(HeaderValue::as_bytes), Some(&b"42"[..]));
+        for gone in ["content-length", "transfer-encoding", "connection", "upgrade", "x-bad", "x-injected"] {
+            assert!(!names.contains(&gone), "{gone} in {names:?}");
+        }
+    }
 }

@@ -13,6 +13,12 @@
 //! order to exit; the watcher kills it if it has not within `SHUTDOWN_GRACE`. An
 //! exchange abandoned mid-way (its request was cancelled) therefore retires the
 //! worker: its state is unknown.
+//!
+//! A worker runs user code, and user code can write to the worker's socket and
+//! stderr directly. So every frame is read against the bound of what a legitimate
+//! answer to that exchange can hold (`frame_limit`), and stderr reaches the
+//! server's log only as escaped, length- and rate-capped lines labelled with the
+//! worker's pid ([`forward_stderr`]).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -23,11 +29,17 @@ use std::time::Duration;
 use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::launch::WorkerLaunch;
 use polyfaas_protocol::{
-    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Logs, Prepare, Stats, ToWorker,
+    Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, MAX_FRAME_LEN, MAX_SMALL_FRAME_LEN,
+    Prepare,
+    Stats, ToWorker,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, warn};
+
+use self::stderr::forward_stderr;
+
+mod stderr;
 
 /// How long a new worker may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +127,9 @@ pub struct WorkerProcess {
     /// The socket and its read buffer between exchanges; `None` once an exchange
     /// broke (the worker is then unusable and only waits to be dropped).
     socket: Option<(std::os::unix::net::UnixStream, Vec<u8>)>,
+    /// The largest answer to an `Invoke` this worker may send: set from the
+    /// function's limits at `Init` (small before, when no answer has a body).
+    answer_limit: usize,
     /// How the process ended, once it has (set by the watcher).
     exited: watch::Receiver<Option<String>>,
     /// Dropped with this handle: tells the watcher the pool let go.
@@ -132,6 +147,7 @@ impl WorkerProcess {
         on_exit: impl FnOnce(u64, ExitReason) + Send + 'static,
     ) -> Result<Self, WorkerError> {
         let (mut child, mut conn) = spawn(worker_bin, launch).map_err(|e| WorkerError::Spawn(e.to_string()))?;
+        conn.set_max_frame_len(MAX_SMALL_FRAME_LEN);
         let pid = child.id().unwrap_or(0);
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
             Ok(Ok(reported)) if reported == pid => conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string())),
@@ -155,13 +171,13 @@ impl WorkerProcess {
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, kill, socket: Some(socket), exited, _retire: retire })
+        Ok(Self { id, pid, kill, socket: Some(socket), answer_limit: MAX_SMALL_FRAME_LEN, exited, _retire: retire })
     }
 
     /// Runs one invocation; past `hard_deadline` the worker is killed.
     pub async fn invoke(&mut self, invoke: Invoke, hard_deadline: Duration) -> Result<InvokeOutcome, WorkerError> {
         let id = invoke.id;
-        match self.exchange(ToWorker::Invoke(invoke), hard_deadline).await? {
+        match self.exchange(ToWorker::Invoke(invoke), hard_deadline, self.answer_limit).await? {
             FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
                 Ok(InvokeOutcome::Response { response, logs, stats })
             }
@@ -174,8 +190,12 @@ impl WorkerProcess {
 
     /// Specializes a blank worker. `Ok(Err(message))`: the function failed to load.
     pub async fn init(&mut self, init: Init, limit: Duration) -> Result<Result<(), String>, WorkerError> {
-        match self.exchange(ToWorker::Init(init), limit).await? {
-            FromWorker::InitOk => Ok(Ok(())),
+        let answer_limit = init.limits.max_answer_frame_len();
+        match self.exchange(ToWorker::Init(init), limit, MAX_SMALL_FRAME_LEN).await? {
+            FromWorker::InitOk => {
+                self.answer_limit = answer_limit;
+                Ok(Ok(()))
+            }
             FromWorker::InitError { message } => Ok(Err(message)),
             _ => self.broken("expected InitOk".into()),
         }
@@ -187,7 +207,11 @@ impl WorkerProcess {
         prepare: Prepare,
         limit: Duration,
     ) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
-        match self.exchange(ToWorker::Prepare(prepare), limit).await? {
+        // Compiled modules are large, and compiling runs no guest code (nor could a
+        // guest reach the socket). A script's prepare runs its top level and has
+        // nothing to send back but a message.
+        let frame_limit = if prepare.language == Language::Wasm { MAX_FRAME_LEN } else { MAX_SMALL_FRAME_LEN };
+        match self.exchange(ToWorker::Prepare(prepare), limit, frame_limit).await? {
             FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
             FromWorker::PrepareError { message } => Ok(Err(message)),
             _ => self.broken("expected Prepared".into()),
@@ -202,8 +226,14 @@ impl WorkerProcess {
     }
 
     /// Sends one message and waits for the answer, at most `limit`, on the
-    /// caller's task.
-    async fn exchange(&mut self, msg: ToWorker, limit: Duration) -> Result<FromWorker, WorkerError> {
+    /// caller's task. An answer whose frame announces more than `frame_limit`
+    /// bytes is a protocol error, found from its length prefix alone.
+    async fn exchange(
+        &mut self,
+        msg: ToWorker,
+        limit: Duration,
+        frame_limit: usize,
+    ) -> Result<FromWorker, WorkerError> {
         let unsent = |msg: ToWorker| match msg {
             ToWorker::Invoke(invoke) => WorkerError::GoneBeforeJob(Some(Box::new(invoke))),
             _ => WorkerError::GoneBeforeJob(None),
@@ -212,7 +242,7 @@ impl WorkerProcess {
             return Err(unsent(msg));
         }
         let Some((socket, buf)) = self.socket.take() else { return Err(unsent(msg)) };
-        let Ok(mut conn) = Connection::from_parts(socket, buf) else { return Err(unsent(msg)) };
+        let Ok(mut conn) = Connection::from_parts(socket, buf, frame_limit) else { return Err(unsent(msg)) };
         // A failed write means the worker cannot have read a whole frame, so it has
         // not started the job.
         if conn.write_frame(&msg).await.is_err() {
@@ -244,6 +274,7 @@ impl WorkerProcess {
                 }))
             }
             Err(e) => {
+                warn!(pid = self.pid, "worker broke the protocol ({e}); killing it");
                 self.kill.kill(KillReason::ProtocolError);
                 Err(WorkerError::Protocol(e.to_string()))
             }
@@ -277,31 +308,10 @@ fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Co
     let mut child = cmd.spawn()?;
     drop(theirs);
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_stderr(stderr));
+        tokio::spawn(forward_stderr(stderr, child.id().unwrap_or(0)));
     }
     ours.set_nonblocking(true)?;
     Ok((child, Connection::new(tokio::net::UnixStream::from_std(ours)?)))
-}
-
-/// Copies a worker's diagnostics to the supervisor's stderr, line by line, each
-/// line cut at 16 KiB so a flood cannot grow a buffer.
-async fn forward_stderr(stderr: tokio::process::ChildStderr) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut reader).take(16 * 1024).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if line.last() != Some(&b'\n') {
-                    line.push(b'\n');
-                }
-                use std::io::Write;
-                let _ = std::io::stderr().lock().write_all(&line);
-            }
-        }
-    }
 }
 
 /// The watcher: waits for the process to end, or for a kill, or for the pool to

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod wire;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -169,17 +171,50 @@ impl Server {
     /// Starts a server on `data_dir` with extra flags and env vars, and waits for
     /// its ready line.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::start_listening(data_dir, "127.0.0.1:0", args, env)
+        Server::launch(data_dir, "127.0.0.1:0", args, env, None)
     }
 
     /// The same, listening on `listen`; requests go to loopback on its port.
     pub fn start_listening(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(data_dir, listen, args, env, None)
+    }
+
+    /// Starts a server on a fresh temp data dir with `RLIMIT_NOFILE` set to
+    /// `(soft, hard)`, as a unit's `LimitNOFILE=soft:hard` would.
+    pub fn start_with_open_files(args: &[&str], soft: u64, hard: u64) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::launch(tmp.path(), "127.0.0.1:0", args, &[], Some((soft, hard)));
+        server._tmp = Some(tmp);
+        server
+    }
+
+    fn launch(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<(u64, u64)>,
+    ) -> Server {
         let token = env
             .iter()
             .find(|(k, _)| *k == "POLYFAAS_ADMIN_TOKEN")
             .map(|(_, v)| v.to_string())
             .or_else(|| args.windows(2).find(|w| w[0] == "--admin-token").map(|w| w[1].to_string()));
         let mut cmd = Command::new(bin_dir().join("polyfaas"));
+        if let Some((soft, hard)) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec and calls only
+            // setrlimit, which is async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir);
         // The Ruby runtime scripts/setup installed, compiled once by scripts/test.
         cmd.arg("--ruby-wasm").arg(repo_root().join("runtimes").join("ruby+stdlib.wasm"));
@@ -193,7 +228,9 @@ impl Server {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let sink = logs.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Bytes, not `lines()`: a line that is not UTF-8 must not end the capture.
+            for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = addr_tx.send(addr.replace("0.0.0.0:", "127.0.0.1:"));
@@ -222,6 +259,11 @@ impl Server {
     /// Everything the server has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").join("\n")
+    }
+
+    /// How many bytes the server has written to its stderr so far (lines and their newlines).
+    pub fn log_bytes(&self) -> usize {
+        self.logs.lock().expect("log lock").iter().map(|l| l.len() + 1).sum()
     }
 
     pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {

@@ -41,8 +41,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::wire::{Wire, read_response};
-use common::{Server, wait_until, wasm_bundle, zip};
+use common::wire::read_response;
+use common::{Reply, Server, wait_until, wasm_bundle, zip};
 use serde_json::{Value, json};
 
 /// A function that answers `{"bystander":true}`: the one whose answers an attack
@@ -71,7 +71,7 @@ fn assert_bystander_answers(server: &Server, n: u32) {
 
 /// Sends `first` and a request to the bystander in one write on one connection,
 /// and reads both answers. Also checks that nothing else follows them.
-fn pipelined(server: &Server, first: &str, head_first: bool) -> (Wire, Wire) {
+fn pipelined(server: &Server, first: &str, head_first: bool) -> (Reply, Reply) {
     let stream = TcpStream::connect(&server.addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     let second = "GET /fn/bystander?n=2 HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -90,7 +90,7 @@ fn pipelined(server: &Server, first: &str, head_first: bool) -> (Wire, Wire) {
     (one, two)
 }
 
-fn assert_is_bystander(two: &Wire, what: &str) {
+fn assert_is_bystander(two: &Reply, what: &str) {
     assert_eq!(two.status, 200, "{what}: the pipelined request's answer: {two:?}");
     assert_eq!(
         serde_json::from_slice::<Value>(&two.body).ok(),

@@ -4,27 +4,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 
-/// One response as read off the wire.
-#[derive(Debug)]
-pub struct Wire {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Wire {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+use super::Reply;
 
 /// Reads one response the way a client must (RFC 9112 §6.3): no body after a
 /// `HEAD`, a 1xx, 204 or 304; else chunked, or `Content-Length`, or to the end.
-pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Wire {
+pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Reply {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
     let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -41,7 +25,7 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Wire {
         let (k, v) = h.split_once(':').expect("header has a colon");
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let mut wire = Wire { status, headers, body: Vec::new() };
+    let mut wire = Reply { status, headers, body: Vec::new() };
     if head_request || status < 200 || status == 204 || status == 304 {
         return wire;
     }

@@ -30,8 +30,7 @@ use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::launch::WorkerLaunch;
 use polyfaas_protocol::{
     Artifact, FailureKind, FromWorker, HttpResponse, Init, Invoke, Language, Logs, MAX_FRAME_LEN, MAX_SMALL_FRAME_LEN,
-    Prepare,
-    Stats, ToWorker,
+    Prepare, Stats, ToWorker,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};

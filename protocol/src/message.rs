@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 /// What the supervisor sends to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Compile and check a bundle that is being uploaded, before it is stored.
-    /// Runs no user code; answered with `Prepared` or `PrepareError`.
+    /// Compile and check a bundle that is being uploaded, before it is stored;
+    /// answered with `Prepared` or `PrepareError`. For WASM this compiles and runs
+    /// no user code; for a script it is a dry run of the entrypoint's top level, so
+    /// the answer is from a worker that ran user code and is trusted no further.
     Prepare(Prepare),
     /// Specialize a blank worker to one function version; answered with
     /// `InitOk` or `InitError`. Sent once in a worker's life.

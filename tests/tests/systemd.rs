@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use common::{Reply, wait_until, wasm_bundle};
 
 const TOKEN: &str = "systemd-test-token-5c1e";
+/// Deploys are management: with a token configured they need it.
+const BEARER: &str = "Bearer systemd-test-token-5c1e";
 const BASE: &str = "http://127.0.0.1:8080";
 
 /// A booted systemd; killing its PID 1 ends every process of the namespaces.
@@ -253,7 +255,8 @@ fn the_unit_runs_under_a_real_systemd() {
 
     // A bundle deploys and answers; its worker is inside the unit's cgroup,
     // as the same dynamic user, under seccomp and no_new_privs.
-    let deployed = call("PUT", "/api/v1/functions/hello", &[], &wasm_bundle("hello-wasm", None));
+    let deployed =
+        call("PUT", "/api/v1/functions/hello", &[("authorization", BEARER)], &wasm_bundle("hello-wasm", None));
     assert_eq!(deployed.status, 201, "{}", deployed.text());
     for _ in 0..3 {
         let r = call("POST", "/fn/hello", &[], br#"{"name":"unit"}"#);
@@ -262,7 +265,8 @@ fn the_unit_runs_under_a_real_systemd() {
     // Every runtime starts and answers under the unit's system call filter.
     for lang in ["js", "python", "ruby"] {
         let name = format!("hello-{lang}");
-        let r = call("PUT", &format!("/api/v1/functions/{name}"), &[], &common::dir_bundle(&name));
+        let r =
+            call("PUT", &format!("/api/v1/functions/{name}"), &[("authorization", BEARER)], &common::dir_bundle(&name));
         assert_eq!(r.status, 201, "{name}: {}", r.text());
         let r = call("POST", &format!("/fn/{name}"), &[], br#"{"x":1}"#);
         assert!(r.status == 200 && r.text().contains("Hello from"), "{name}: {} {}", r.status, r.text());
@@ -289,7 +293,8 @@ fn the_unit_runs_under_a_real_systemd() {
     eprintln!("{}", current().lines().find(|l| l.contains("Status:")).unwrap_or_default());
 
     // reload-or-restart drains: an invocation in flight finishes.
-    let slow_fn = call("PUT", "/api/v1/functions/slow", &[], &wasm_bundle("testkit-wasm", None));
+    let slow_fn =
+        call("PUT", "/api/v1/functions/slow", &[("authorization", BEARER)], &wasm_bundle("testkit-wasm", None));
     assert_eq!(slow_fn.status, 201, "{}", slow_fn.text());
     let slow = std::thread::spawn(|| call("POST", "/fn/slow", &[], br#"{"action":"sleep","ms":3000}"#));
     let busy = || admin("/admin/workers", TOKEN).json()["workers"].to_string().contains(r#""state":"busy""#);

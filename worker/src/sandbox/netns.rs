@@ -12,7 +12,7 @@ use super::{Done, SandboxError};
 /// Not root (e.g. the shipped systemd unit with DynamicUser), this is not
 /// applicable. seccomp then refuses `socket()` itself. A user namespace
 /// (`CLONE_NEWUSER | CLONE_NEWNET`) would give an unprivileged worker the same thing,
-/// but it exposes much more kernel code to user code, so it is not done here (NOTES.md).
+/// but it exposes much more kernel code to user code, so it is not done here.
 pub fn unshare_network() -> Result<Done, SandboxError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {

@@ -5,7 +5,7 @@
 //! workers share, since the server has one log.
 
 use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -85,33 +85,52 @@ impl LineSplitter {
     }
 }
 
+/// Lines and bytes dropped over the budget, not yet reported.
+#[derive(Default)]
+struct Dropped {
+    lines: u64,
+    bytes: u64,
+}
+
+impl Dropped {
+    /// Logs the count, if any, and starts again from zero.
+    fn report(&mut self, pid: u32) {
+        if self.lines > 0 {
+            let (dropped_lines, dropped_bytes) = (self.lines, self.bytes);
+            warn!(
+                worker_pid = pid,
+                dropped_lines, dropped_bytes, "worker {pid} stderr: output over the log rate cap was dropped"
+            );
+            *self = Dropped::default();
+        }
+    }
+}
+
+/// How long a flood may go unreported once the worker falls quiet.
+const DROPPED_REPORT_AFTER: Duration = Duration::from_secs(1);
+
 /// Logs a worker's stderr (its own diagnostics, and whatever user code writes to
 /// fd 2) as the server's events: each line escaped, so it cannot start a line of
 /// its own or carry terminal escapes; labelled with the worker's pid; cut at
 /// `STDERR_LINE_MAX`; and let through at most at `STDERR_RATE`. A flood is read
-/// and counted as it comes, never buffered, and the count is logged.
+/// and counted as it comes, never buffered, and the count is logged before the
+/// next line let through, or once the worker has been quiet for a second.
 pub(super) async fn forward_stderr(mut stderr: tokio::process::ChildStderr, pid: u32) {
     use tokio::io::AsyncReadExt;
     let mut chunk = vec![0u8; 16 * 1024];
     let mut lines = LineSplitter::default();
-    let (mut dropped_lines, mut dropped_bytes) = (0u64, 0u64);
-    let mut emit = |line: &[u8], cut: usize| {
+    let mut dropped = Dropped::default();
+    let emit = |line: &[u8], cut: usize, dropped: &mut Dropped| {
         let allowed = STDERR_BUDGET
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take(line.len() + STDERR_LINE_COST, Instant::now());
         if !allowed {
-            dropped_lines += 1;
-            dropped_bytes += (line.len() + cut + 1) as u64;
+            dropped.lines += 1;
+            dropped.bytes += (line.len() + cut + 1) as u64;
             return;
         }
-        if dropped_lines > 0 {
-            warn!(
-                worker_pid = pid,
-                dropped_lines, dropped_bytes, "worker {pid} stderr: output over the log rate cap was dropped"
-            );
-            (dropped_lines, dropped_bytes) = (0, 0);
-        }
+        dropped.report(pid);
         let text = logging::escape(line);
         if cut > 0 {
             info!(worker_pid = pid, "worker {pid} stderr: {text} [{cut} more bytes of this line cut]");
@@ -120,24 +139,18 @@ pub(super) async fn forward_stderr(mut stderr: tokio::process::ChildStderr, pid:
         }
     };
     loop {
-        match stderr.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => lines.feed(&chunk[..n], &mut emit),
+        match tokio::time::timeout(DROPPED_REPORT_AFTER, stderr.read(&mut chunk)).await {
+            Err(_) => dropped.report(pid),
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => lines.feed(&chunk[..n], &mut |line, cut| emit(line, cut, &mut dropped)),
         }
     }
-    lines.flush(&mut emit);
-    if dropped_lines > 0 {
-        warn!(
-            worker_pid = pid,
-            dropped_lines, dropped_bytes, "worker {pid} stderr: output over the log rate cap was dropped"
-        );
-    }
+    lines.flush(&mut |line, cut| emit(line, cut, &mut dropped));
+    dropped.report(pid);
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn split(chunks: &[&[u8]]) -> Vec<(Vec<u8>, usize)> {

@@ -1,4 +1,4 @@
-// The ctx API for JavaScript handlers (DESIGN.md, "Handler conventions"), built
+// The ctx API for JavaScript handlers (the README's "Scripts: the `ctx` API"), built
 // over the JSON envelopes of runtimes/script.rs. Evaluated before any user code;
 // the function it ends with is kept by the host, never exposed as a global.
 (function () {

@@ -1,4 +1,4 @@
-# The ctx API for Python handlers (DESIGN.md, "Handler conventions"), built over
+# The ctx API for Python handlers (the README's "Scripts: the `ctx` API"), built over
 # the JSON envelopes of runtimes/script.rs. Runs in its own namespace before any
 # user code; the host keeps `invoke`, nothing here is visible to the handler.
 import json as _json

@@ -1,4 +1,4 @@
-# The ctx API for Ruby handlers (DESIGN.md, "Handler conventions"), built over the
+# The ctx API for Ruby handlers (the README's "Scripts: the `ctx` API"), built over the
 # JSON envelopes of runtimes/script.rs, and the loader for the bundle's files.
 #
 # The Ruby VM sees no host filesystem at all: the host passes the bundle's .rb

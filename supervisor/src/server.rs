@@ -33,6 +33,9 @@ pub struct AppState {
     /// Uploads are staged and committed one at a time: version numbers and the
     /// pool's switch to a new version stay in order.
     pub deploys: tokio::sync::Mutex<()>,
+    /// The admin listener's bound address, when management has its own
+    /// (`crate::listeners` splits the routes by it).
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -79,12 +82,19 @@ pub async fn run(config: Config) -> Result<()> {
         warn!(
             "no admin token configured (POLYFAAS_ADMIN_TOKEN, admin-token-file or the admin-token credential): \
              anyone who reaches {} may deploy, delete and read logs of functions, and /admin routes answer 403",
-            config.listen
+            config.admin_listen.unwrap_or(config.listen)
         );
     }
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.admin_listen {
+        Some(admin) => {
+            Some(std::net::TcpListener::bind(admin).with_context(|| format!("binding the admin listener {admin}"))?)
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let drain = config.drain_timeout;
     let lifecycle = systemd::Lifecycle {
         pool: pool.clone(),
@@ -117,10 +127,12 @@ pub async fn run(config: Config) -> Result<()> {
         config,
         auth,
         deploys: tokio::sync::Mutex::new(()),
+        admin_addr,
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(crate::listeners::middleware))
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
             .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
             .configure(crate::admin::routes)
@@ -134,11 +146,16 @@ pub async fn run(config: Config) -> Result<()> {
     .keep_alive(KEEP_ALIVE)
     .on_connect(conn_watch::on_connect(watch))
     .client_disconnect_timeout(Duration::from_secs(1))
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(drain.as_secs().max(1))
-    .run();
+    .listen(listener)?;
+    let server = match admin_listener {
+        Some(admin) => server.listen(admin)?,
+        None => server,
+    };
+    let server = server.disable_signals().shutdown_timeout(drain.as_secs().max(1)).run();
     let handle = server.handle();
+    if let Some(admin) = admin_addr {
+        info!("management, /admin and /metrics only on the admin listener http://{admin}");
+    }
     info!("polyfaas ready: listening on http://{addr}");
 
     // READY=1 once the pool is warm, then watchdog pings and the status line;

@@ -24,6 +24,7 @@ mod cli;
 mod config;
 mod conn_watch;
 mod deploy;
+mod deploy_locks;
 mod listeners;
 mod logging;
 mod logs;

@@ -30,9 +30,14 @@ pub struct AppState {
     pub config: Config,
     /// Who may manage functions and use `/admin`.
     pub auth: crate::auth::Guard,
-    /// Uploads are staged and committed one at a time: version numbers and the
-    /// pool's switch to a new version stay in order.
-    pub deploys: tokio::sync::Mutex<()>,
+    /// Deploys, rollbacks and deletes of one function run one at a time, so its
+    /// version numbers and the pool's switch to a new version stay in order;
+    /// different functions never wait for each other.
+    pub deploys: crate::deploy_locks::NameLocks,
+    /// Uploads being received or deployed; past `max-concurrent-uploads`, 429.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Where uploads are spooled while they arrive.
+    pub spool_dir: std::path::PathBuf,
     /// The admin listener's bound address, when management has its own
     /// (`crate::listeners` splits the routes by it).
     pub admin_addr: Option<std::net::SocketAddr>,
@@ -54,6 +59,8 @@ pub async fn run(config: Config) -> Result<()> {
     ));
 
     let store = open_store(&config)?;
+    let spool_dir = crate::api::upload::reset_spool(&config.data_dir)
+        .with_context(|| format!("preparing the upload spool in {}", config.data_dir.display()))?;
     crate::sandbox::prepare_data_dir(&config)?;
     let sandbox = crate::sandbox::worker_sandbox(&config)?;
     let telemetry = Arc::new(Telemetry::new());
@@ -124,9 +131,11 @@ pub async fn run(config: Config) -> Result<()> {
         pool: pool.clone(),
         telemetry,
         logs: crate::logs::Logs::new(config.max_log_bytes),
+        uploads: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
         config,
         auth,
-        deploys: tokio::sync::Mutex::new(()),
+        deploys: crate::deploy_locks::NameLocks::default(),
+        spool_dir,
         admin_addr,
     });
     let server = HttpServer::new(move || {

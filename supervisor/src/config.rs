@@ -124,6 +124,17 @@ pub struct Settings {
     /// How long a new connection has to send its first request's headers, in ms; then 408 and closed [default: 5000]
     #[arg(long, env = "POLYFAAS_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
+    /// A second address for the management routes, `/admin` and `/metrics`; when set, the main listener serves
+    /// only invocations, `/healthz` and `/readyz`, and answers 404 to the rest [default: none, all on --listen]
+    #[arg(long, env = "POLYFAAS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Drop every `Set-Cookie` a function's response carries, so no function can set cookies on the server's
+    /// origin [default: false]
+    #[arg(long, env = "POLYFAAS_STRIP_SET_COOKIE", num_args = 0..=1, default_missing_value = "true")]
+    pub strip_set_cookie: Option<bool>,
+    /// Most uploads being received and deployed at once; past it, 429 with Retry-After [default: 4]
+    #[arg(long, env = "POLYFAAS_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: Option<usize>,
     /// How long a client has to send a whole request body (uploads included; then 408), and to read a whole answer, in ms [default: 60000]
     #[arg(long, env = "POLYFAAS_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
@@ -172,6 +183,9 @@ pub struct Config {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub admin_listen: Option<SocketAddr>,
+    pub strip_set_cookie: bool,
+    pub max_concurrent_uploads: usize,
 }
 
 impl Settings {
@@ -222,6 +236,9 @@ impl Settings {
             max_connections: self.max_connections.or(fallback.max_connections),
             header_timeout_ms: self.header_timeout_ms.or(fallback.header_timeout_ms),
             body_timeout_ms: self.body_timeout_ms.or(fallback.body_timeout_ms),
+            admin_listen: self.admin_listen.or(fallback.admin_listen),
+            strip_set_cookie: self.strip_set_cookie.or(fallback.strip_set_cookie),
+            max_concurrent_uploads: self.max_concurrent_uploads.or(fallback.max_concurrent_uploads),
         }
     }
 
@@ -274,6 +291,9 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(10_000),
             header_timeout: Duration::from_millis(self.header_timeout_ms.unwrap_or(5_000)),
             body_timeout: Duration::from_millis(self.body_timeout_ms.unwrap_or(60_000)),
+            admin_listen: self.admin_listen,
+            strip_set_cookie: self.strip_set_cookie.unwrap_or(false),
+            max_concurrent_uploads: self.max_concurrent_uploads.unwrap_or(4),
         };
         config.check()?;
         Ok(config)
@@ -299,14 +319,19 @@ impl Config {
         if self.max_log_bytes < 1 << 20 {
             bail!("max-log-bytes must be at least 1048576 (1 MiB): one invocation keeps up to 64 KiB of logs");
         }
-        if self.admin_token.is_none() && !self.listen.ip().is_loopback() && !self.insecure_open_management {
+        // Management is served where the admin listener is, if there is one.
+        let management = self.admin_listen.unwrap_or(self.listen);
+        if self.admin_token.is_none() && !management.ip().is_loopback() && !self.insecure_open_management {
             bail!(
-                "refusing to listen on {} with no admin token: anyone who reaches it could deploy, delete and read \
-                 the logs of functions. Set an admin token (--admin-token, --admin-token-file or \
-                 POLYFAAS_ADMIN_TOKEN), listen on a loopback address, or pass --insecure-open-management \
-                 if the network in front of the server already decides who may reach it",
-                self.listen
+                "refusing to listen on {management} for management with no admin token: anyone who reaches it could \
+                 deploy, delete and read the logs of functions. Set an admin token (--admin-token, \
+                 --admin-token-file or POLYFAAS_ADMIN_TOKEN), listen on a loopback address (or move management \
+                 to one with --admin-listen), or pass --insecure-open-management if the network in front of the \
+                 server already decides who may reach it"
             );
+        }
+        if self.max_concurrent_uploads == 0 {
+            bail!("max-concurrent-uploads must be at least 1");
         }
         if self.max_connections == 0 {
             bail!("max-connections must be at least 1");
@@ -380,6 +405,14 @@ mod tests {
         assert!(err.to_string().contains("--insecure-open-management"), "{err}");
         let token = Settings { listen: anywhere, admin_token: Some("t".into()), ..Default::default() };
         assert!(token.resolve().is_ok());
+        let split = Settings {
+            listen: anywhere,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..Default::default()
+        };
+        assert!(split.resolve().is_ok(), "management on loopback only");
+        let wide_admin = Settings { admin_listen: anywhere, ..Default::default() };
+        assert!(wide_admin.resolve().is_err());
         let flag = Settings { listen: anywhere, insecure_open_management: Some(true), ..Default::default() };
         assert!(flag.resolve().is_ok());
         assert!(

@@ -1,12 +1,19 @@
 //! An upload, start to finish: stage the zip in the store, have a fresh worker
 //! compile and check it, store what it made, commit, and move the pool to the new
 //! version. Any failure discards the staged copy; the current version keeps serving.
+//!
+//! A script's dry-run (its top level, run once in `Prepare`) has a deadline
+//! derived from the function's `timeoutMs`, so a bundle whose top level sleeps
+//! is refused in seconds rather than holding its deploy for minutes.
+
+use std::time::Duration;
 
 use std::sync::Arc;
 
 use polyfaas_protocol::Artifact;
 
 use crate::api::error::ApiError;
+use crate::api::upload::Spooled;
 use crate::pool::PrepareError;
 use crate::server::AppState;
 use crate::store::{Deployed, FunctionName, Staged, StoreError};
@@ -16,10 +23,10 @@ use crate::store::{Deployed, FunctionName, Staged, StoreError};
 pub async fn deploy(
     state: &AppState,
     name: FunctionName,
-    zip: Vec<u8>,
+    zip: Spooled,
     keep: usize,
 ) -> Result<Arc<Deployed>, ApiError> {
-    let bytes = zip.len();
+    let bytes = usize::try_from(zip.size).unwrap_or(usize::MAX);
     let result = deploy_inner(state, name, zip, keep).await;
     state.telemetry.upload(result.as_ref().map_or_else(|e| e.code, |_| "ok"), bytes);
     result
@@ -28,12 +35,20 @@ pub async fn deploy(
 async fn deploy_inner(
     state: &AppState,
     name: FunctionName,
-    zip: Vec<u8>,
+    zip: Spooled,
     keep: usize,
 ) -> Result<Arc<Deployed>, ApiError> {
-    let _one_at_a_time = state.deploys.lock().await;
+    let _one_at_a_time = state.deploys.lock(&name).await;
     let store = state.store.clone();
-    let staged = blocking(move || store.stage(&name, &zip)).await??;
+    let staged = blocking(move || -> Result<Staged, ApiError> {
+        // The store unpacks from memory: the zip is read back only now, once the
+        // upload is complete and holds one of the few upload slots.
+        let bytes = std::fs::read(&zip.path)
+            .map_err(|e| ApiError::internal(format!("cannot read the spooled upload back: {e}")))?;
+        drop(zip);
+        Ok(store.stage(&name, &bytes)?)
+    })
+    .await??;
     let artifacts = match prepare(state, &staged).await {
         Ok(artifacts) => artifacts,
         Err(e) => {
@@ -75,14 +90,46 @@ async fn prepare(state: &AppState, staged: &Staged) -> Result<Vec<Artifact>, Api
             staged.language.as_str()
         )));
     }
-    state
-        .pool
-        .prepare(staged.language, staged.dir.to_string_lossy().into_owned(), staged.entrypoint.clone())
-        .await
-        .map_err(|e| match e {
-            PrepareError::Rejected(message) => ApiError::invalid_handler(message),
-            PrepareError::Pool(e) => e.into(),
-        })
+    let prepared =
+        state.pool.prepare(staged.language, staged.dir.to_string_lossy().into_owned(), staged.entrypoint.clone());
+    let prepared = match dry_run_deadline(state, staged).await {
+        // Dropping the preparation kills its worker (the pool spawns them kill-on-drop).
+        Some(deadline) => tokio::time::timeout(deadline, prepared).await.map_err(|_| {
+            ApiError::invalid_handler(format!(
+                "the top level of {} did not finish within {} ms (the function's timeoutMs, at most {} s, plus {} s \
+                 to start the runtime): a bundle must load quickly; do slow work in the handler",
+                staged.entrypoint,
+                deadline.as_millis(),
+                MAX_DRY_RUN.as_secs(),
+                DRY_RUN_START.as_secs()
+            ))
+        })?,
+        None => prepared.await,
+    };
+    prepared.map_err(|e| match e {
+        PrepareError::Rejected(message) => ApiError::invalid_handler(message),
+        PrepareError::Pool(e) => e.into(),
+    })
+}
+
+/// The most a script's top level may take at upload, whatever its `timeoutMs`.
+const MAX_DRY_RUN: Duration = Duration::from_secs(60);
+/// Added to it for starting the runtime and loading the bundle's files.
+const DRY_RUN_START: Duration = Duration::from_secs(5);
+
+/// How long the dry-run of `staged` may take: the function's `timeoutMs` (the
+/// server's default if it sets none), at most [`MAX_DRY_RUN`], plus
+/// [`DRY_RUN_START`]. WASM runs none of its code at upload, only a compile, which
+/// keeps the pool's own generous bound (`None`).
+async fn dry_run_deadline(state: &AppState, staged: &Staged) -> Option<Duration> {
+    if matches!(staged.language, polyfaas_protocol::Language::Wasm) {
+        return None;
+    }
+    // The store has checked metadata.json (and its timeoutMs range) already.
+    let text = tokio::fs::read(staged.dir.join("metadata.json")).await.ok();
+    let value: Option<serde_json::Value> = text.and_then(|t| serde_json::from_slice(&t).ok());
+    let timeout_ms = value.and_then(|v| v["timeoutMs"].as_u64()).unwrap_or(state.config.timeout_ms);
+    Some(Duration::from_millis(timeout_ms).min(MAX_DRY_RUN) + DRY_RUN_START)
 }
 
 /// Runs store I/O off the async threads.

@@ -24,6 +24,8 @@ mod cli;
 mod config;
 mod conn_watch;
 mod deploy;
+mod deploy_locks;
+mod listeners;
 mod logging;
 mod logs;
 mod pool;

@@ -30,9 +30,17 @@ pub struct AppState {
     pub config: Config,
     /// Who may manage functions and use `/admin`.
     pub auth: crate::auth::Guard,
-    /// Uploads are staged and committed one at a time: version numbers and the
-    /// pool's switch to a new version stay in order.
-    pub deploys: tokio::sync::Mutex<()>,
+    /// Deploys, rollbacks and deletes of one function run one at a time, so its
+    /// version numbers and the pool's switch to a new version stay in order;
+    /// different functions never wait for each other.
+    pub deploys: crate::deploy_locks::NameLocks,
+    /// Uploads being received or deployed; past `max-concurrent-uploads`, 429.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Where uploads are spooled while they arrive.
+    pub spool_dir: std::path::PathBuf,
+    /// The admin listener's bound address, when management has its own
+    /// (`crate::listeners` splits the routes by it).
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -51,6 +59,8 @@ pub async fn run(config: Config) -> Result<()> {
     ));
 
     let store = open_store(&config)?;
+    let spool_dir = crate::api::upload::reset_spool(&config.data_dir)
+        .with_context(|| format!("preparing the upload spool in {}", config.data_dir.display()))?;
     crate::sandbox::prepare_data_dir(&config)?;
     let sandbox = crate::sandbox::worker_sandbox(&config)?;
     let telemetry = Arc::new(Telemetry::new());
@@ -79,12 +89,19 @@ pub async fn run(config: Config) -> Result<()> {
         warn!(
             "no admin token configured (POLYFAAS_ADMIN_TOKEN, admin-token-file or the admin-token credential): \
              anyone who reaches {} may deploy, delete and read logs of functions, and /admin routes answer 403",
-            config.listen
+            config.admin_listen.unwrap_or(config.listen)
         );
     }
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.admin_listen {
+        Some(admin) => {
+            Some(std::net::TcpListener::bind(admin).with_context(|| format!("binding the admin listener {admin}"))?)
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
     let drain = config.drain_timeout;
     let lifecycle = systemd::Lifecycle {
         pool: pool.clone(),
@@ -114,13 +131,17 @@ pub async fn run(config: Config) -> Result<()> {
         pool: pool.clone(),
         telemetry,
         logs: crate::logs::Logs::new(config.max_log_bytes),
+        uploads: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
         config,
         auth,
-        deploys: tokio::sync::Mutex::new(()),
+        deploys: crate::deploy_locks::NameLocks::default(),
+        spool_dir,
+        admin_addr,
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(crate::listeners::middleware))
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
             .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
             .configure(crate::admin::routes)
@@ -134,11 +155,16 @@ pub async fn run(config: Config) -> Result<()> {
     .keep_alive(KEEP_ALIVE)
     .on_connect(conn_watch::on_connect(watch))
     .client_disconnect_timeout(Duration::from_secs(1))
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(drain.as_secs().max(1))
-    .run();
+    .listen(listener)?;
+    let server = match admin_listener {
+        Some(admin) => server.listen(admin)?,
+        None => server,
+    };
+    let server = server.disable_signals().shutdown_timeout(drain.as_secs().max(1)).run();
     let handle = server.handle();
+    if let Some(admin) = admin_addr {
+        info!("management, /admin and /metrics only on the admin listener http://{admin}");
+    }
     info!("polyfaas ready: listening on http://{addr}");
 
     // READY=1 once the pool is warm, then watchdog pings and the status line;

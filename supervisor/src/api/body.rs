@@ -2,6 +2,7 @@
 //! cap is refused before a byte is read, a stream that runs past it is cut off
 //! there, and a body that has not all arrived by the deadline is answered `408`
 //! (a client sending one byte a second holds a connection for no longer).
+//! Uploads are not read here but spooled to disk (`super::upload`).
 
 use std::time::Duration;
 
@@ -29,47 +30,20 @@ async fn read_whole(req: &HttpRequest, payload: web::Payload, limit: usize) -> R
     read_capped(payload, limit, declared.unwrap_or(0)).await
 }
 
-/// Reads an uploaded bundle within `deadline`: the first file part of a
-/// `multipart/form-data` body (the original project's upload), or else the raw
-/// body (`application/zip`).
-pub async fn read_upload(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-    deadline: Duration,
-) -> Result<Vec<u8>, ApiError> {
-    within(deadline, read_upload_part(req, payload, limit)).await
-}
-
 async fn within(
     deadline: Duration,
     read: impl std::future::Future<Output = Result<Vec<u8>, ApiError>>,
 ) -> Result<Vec<u8>, ApiError> {
-    tokio::time::timeout(deadline, read).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!("the request body did not arrive within {} ms", deadline.as_millis()),
-        ))
-    })
+    tokio::time::timeout(deadline, read).await.unwrap_or_else(|_| Err(timed_out(deadline)))
 }
 
-async fn read_upload_part(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    if !is_multipart(req) {
-        return read_whole(req, payload, limit).await;
-    }
-    // Multipart framing adds a little to the file itself; allow for it.
-    if declared_length(req).is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
-        return Err(ApiError::too_large(limit));
-    }
-    let mut parts = actix_multipart::Multipart::new(req.headers(), payload);
-    while let Some(part) = parts.next().await {
-        let part = part.map_err(bad_multipart)?;
-        if part.content_disposition().and_then(|cd| cd.get_filename()).is_some() {
-            return read_capped(part, limit, 0).await;
-        }
-    }
-    Err(ApiError::invalid_bundle("the multipart upload has no file part"))
+/// `408`: the body did not all arrive within `deadline`.
+pub(super) fn timed_out(deadline: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!("the request body did not arrive within {} ms", deadline.as_millis()),
+    )
 }
 
 pub fn is_multipart(req: &HttpRequest) -> bool {
@@ -79,7 +53,7 @@ pub fn is_multipart(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
-fn declared_length(req: &HttpRequest) -> Option<usize> {
+pub(super) fn declared_length(req: &HttpRequest) -> Option<usize> {
     req.headers().get("content-length")?.to_str().ok()?.trim().parse().ok()
 }
 
@@ -100,6 +74,6 @@ where
     Ok(body)
 }
 
-fn bad_multipart(e: actix_multipart::MultipartError) -> ApiError {
+pub(super) fn bad_multipart(e: actix_multipart::MultipartError) -> ApiError {
     ApiError::invalid_bundle(format!("the multipart upload is malformed: {e}"))
 }

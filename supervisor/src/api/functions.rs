@@ -8,8 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::body::{is_multipart, read_upload};
+use super::body::is_multipart;
 use super::error::ApiError;
+use super::upload::{Spooled, spool_upload};
 use crate::auth::Scope;
 use crate::deploy::{blocking, deploy};
 use crate::server::AppState;
@@ -28,7 +29,8 @@ pub async fn compat_post(
     }
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
+    let _slot = upload_slot(&state)?;
+    let zip = receive(&state, &req, payload).await?;
     let deployed = deploy(&state, name, zip, state.config.keep_versions).await?;
     // Field order and spelling as the original answered.
     #[derive(serde::Serialize)]
@@ -54,10 +56,32 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
+    let _slot = upload_slot(&state)?;
+    let zip = receive(&state, &req, payload).await?;
     let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
     let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))
+}
+
+/// A place among the uploads in progress (held until the deploy ends), or
+/// `429 overloaded` when `max-concurrent-uploads` are already in progress.
+fn upload_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.uploads.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!(
+                "{} uploads are already in progress, the most this server takes at once; retry later",
+                state.config.max_concurrent_uploads
+            ),
+        )
+        .retry_after(1)
+    })
+}
+
+async fn receive(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Spooled, ApiError> {
+    let (limit, deadline) = (state.config.max_upload_bytes, state.config.body_timeout);
+    spool_upload(req, payload, limit, deadline, &state.spool_dir).await
 }
 
 /// `GET /api/v1/functions`
@@ -90,7 +114,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let _one_at_a_time = state.deploys.lock().await;
+    let _one_at_a_time = state.deploys.lock(&name).await;
     let store = state.store.clone();
     let target = name.clone();
     if !blocking(move || store.delete(&target)).await?? {
@@ -118,7 +142,7 @@ pub async fn rollback(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
-    let _one_at_a_time = state.deploys.lock().await;
+    let _one_at_a_time = state.deploys.lock(&name).await;
     let (store, target, to) = (state.store.clone(), name.clone(), query.version);
     let current = blocking(move || store.rollback(&target, to)).await??;
     state.pool.serve_version(&name, Some(current.version));

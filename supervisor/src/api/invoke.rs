@@ -7,6 +7,12 @@
 //! is the server's alone ([`respond`]): only statuses 200–599, no body where HTTP
 //! has none, no framing or hop-by-hop header from the handler. Whatever user code
 //! wrote reaches the server's log escaped.
+//!
+//! Functions share the server's origin, so their pages must not act on it: each
+//! response gets a `Content-Security-Policy: sandbox` of its own (an opaque
+//! origin: no script access to the server's other pages, no cookies or storage of
+//! the origin) unless the function opts out, and with `strip-set-cookie` no
+//! `Set-Cookie` from a handler reaches the client.
 
 use std::time::Instant;
 
@@ -113,7 +119,9 @@ async fn run(
     match result {
         Ok(done) => {
             let (status, handler_us, cold) = (done.response.status, done.stats.duration_us, done.stats.cold);
-            let response = match respond(done.response, worker_pid, req.method()) {
+            let policy =
+                Policy { sandbox: function.sandbox_responses, strip_set_cookie: state.config.strip_set_cookie };
+            let response = match respond(done.response, worker_pid, req.method(), policy) {
                 Ok(response) => response,
                 Err(error) => {
                     warn!(function = %name, version, worker_pid, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "handler answered with status {status}, which a handler may not send: refused");
@@ -164,7 +172,21 @@ fn server_only(name: &HeaderName) -> bool {
     )
 }
 
+/// What the server adds to or removes from every response of one function.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    /// Add `Content-Security-Policy: sandbox`.
+    sandbox: bool,
+    /// Drop `Set-Cookie` (and the obsolete `Set-Cookie2`).
+    strip_set_cookie: bool,
+}
+
 /// Copies the worker's response out, as a response of the server's own framing.
+///
+/// A handler's own `Content-Security-Policy` is kept, and the sandbox goes out as
+/// one more `Content-Security-Policy` header: browsers enforce every policy a
+/// response carries, so the sandbox holds whatever the handler's says (even a
+/// `sandbox allow-same-origin` of its own), and its policy is not rewritten.
 ///
 /// # Errors
 /// `502 handler_error` for a status a handler may not answer: 1xx (interim
@@ -175,6 +197,7 @@ fn respond(
     response: polyfaas_protocol::HttpResponse,
     worker_pid: u32,
     method: &Method,
+    policy: Policy,
 ) -> Result<HttpResponse, ApiError> {
     let status = match StatusCode::from_u16(response.status) {
         Ok(status) if (200..=599).contains(&status.as_u16()) => status,
@@ -191,9 +214,13 @@ fn respond(
         let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) else {
             continue;
         };
-        if !server_only(&n) {
+        let cookie = matches!(n.as_str(), "set-cookie" | "set-cookie2");
+        if !server_only(&n) && !(cookie && policy.strip_set_cookie) {
             out.append_header((n, v));
         }
+    }
+    if policy.sandbox {
+        out.append_header((actix_web::http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")));
     }
     out.insert_header(("x-polyfaas-worker-pid", worker_pid.to_string()));
     let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) || method == Method::HEAD;
@@ -204,6 +231,8 @@ fn respond(
 mod tests {
     use super::*;
     use actix_web::body::{BodySize, MessageBody};
+
+    const PLAIN: Policy = Policy { sandbox: false, strip_set_cookie: false };
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> polyfaas_protocol::HttpResponse {
         polyfaas_protocol::HttpResponse {
@@ -216,11 +245,14 @@ mod tests {
     #[test]
     fn interim_and_unknown_statuses_are_refused() {
         for status in [0, 99, 100, 101, 103, 199, 600, 999, 65535] {
-            let err = respond(answer(status, &[], b""), 1, &Method::GET).expect_err("refused");
+            let err = respond(answer(status, &[], b""), 1, &Method::GET, PLAIN).expect_err("refused");
             assert_eq!((err.status, err.code), (StatusCode::BAD_GATEWAY, "handler_error"), "{status}");
         }
         for status in [200, 204, 299, 304, 404, 599] {
-            assert_eq!(respond(answer(status, &[], b""), 1, &Method::GET).expect("ok").status().as_u16(), status);
+            assert_eq!(
+                respond(answer(status, &[], b""), 1, &Method::GET, PLAIN).expect("ok").status().as_u16(),
+                status
+            );
         }
     }
 
@@ -228,10 +260,10 @@ mod tests {
     fn no_body_goes_out_where_http_has_none() {
         let forged = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nforged";
         for (status, method) in [(204, Method::GET), (304, Method::GET), (200, Method::HEAD)] {
-            let r = respond(answer(status, &[], forged), 1, &method).expect("ok");
+            let r = respond(answer(status, &[], forged), 1, &method, PLAIN).expect("ok");
             assert_eq!(r.body().size(), BodySize::None, "{status} {method}");
         }
-        let r = respond(answer(200, &[], forged), 1, &Method::GET).expect("ok");
+        let r = respond(answer(200, &[], forged), 1, &Method::GET, PLAIN).expect("ok");
         assert_eq!(r.body().size(), BodySize::Sized(forged.len() as u64));
     }
 
@@ -246,12 +278,35 @@ mod tests {
             ("x-polyfaas-worker-pid", "1"),
             ("x-ok", "yes"),
         ];
-        let r = respond(answer(200, &headers, b"body"), 42, &Method::GET).expect("ok");
+        let r = respond(answer(200, &headers, b"body"), 42, &Method::GET, PLAIN).expect("ok");
         let names: Vec<&str> = r.headers().keys().map(HeaderName::as_str).collect();
         assert_eq!(r.headers().get("x-ok").map(HeaderValue::as_bytes), Some(&b"yes"[..]));
         assert_eq!(r.headers().get("x-polyfaas-worker-pid").map(HeaderValue::as_bytes), Some(&b"42"[..]));
         for gone in ["content-length", "transfer-encoding", "connection", "upgrade", "x-bad", "x-injected"] {
             assert!(!names.contains(&gone), "{gone} in {names:?}");
         }
+    }
+
+    #[test]
+    fn the_sandbox_is_added_beside_the_handlers_own_policy() {
+        let sandbox = Policy { sandbox: true, strip_set_cookie: false };
+        let r = respond(answer(200, &[], b"<script>1</script>"), 1, &Method::GET, sandbox).expect("ok");
+        let csp: Vec<&[u8]> = r.headers().get_all("content-security-policy").map(HeaderValue::as_bytes).collect();
+        assert_eq!(csp, [&b"sandbox"[..]]);
+        let theirs = [("Content-Security-Policy", "sandbox allow-scripts allow-same-origin")];
+        let r = respond(answer(200, &theirs, b""), 1, &Method::GET, sandbox).expect("ok");
+        let csp: Vec<&[u8]> = r.headers().get_all("content-security-policy").map(HeaderValue::as_bytes).collect();
+        assert_eq!(csp, [&b"sandbox allow-scripts allow-same-origin"[..], &b"sandbox"[..]]);
+    }
+
+    #[test]
+    fn set_cookie_is_dropped_only_when_asked() {
+        let cookies = [("Set-Cookie", "session=stolen; Path=/"), ("set-cookie2", "a=b"), ("x-ok", "1")];
+        let r = respond(answer(200, &cookies, b""), 1, &Method::GET, PLAIN).expect("ok");
+        assert!(r.headers().contains_key("set-cookie"));
+        let strip = Policy { sandbox: false, strip_set_cookie: true };
+        let r = respond(answer(200, &cookies, b""), 1, &Method::GET, strip).expect("ok");
+        assert!(!r.headers().contains_key("set-cookie") && !r.headers().contains_key("set-cookie2"));
+        assert!(r.headers().contains_key("x-ok"));
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 mod functions;
 mod invoke;
 pub mod request_id;
+pub mod upload;
 
 use actix_web::{HttpResponse, web};
 

@@ -24,6 +24,9 @@ pub struct Metadata {
     pub memory_mb: Option<u64>,
     pub concurrency: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
+    /// `false` lets the function's responses go out without the
+    /// `Content-Security-Policy: sandbox` the server adds by default.
+    pub sandbox_responses: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

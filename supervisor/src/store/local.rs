@@ -125,6 +125,7 @@ impl LocalStore {
             bundle_dir,
             limits: self.limits_for(metadata)?,
             env: metadata.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sandbox_responses: metadata.sandbox_responses.unwrap_or(true),
             record,
         })
     }

@@ -36,6 +36,9 @@ pub struct Deployed {
     pub limits: FunctionLimits,
     /// The function's own environment, from `metadata.json`.
     pub env: Vec<(String, String)>,
+    /// Whether its responses carry `Content-Security-Policy: sandbox` (the
+    /// default; `"sandboxResponses": false` in `metadata.json` turns it off).
+    pub sandbox_responses: bool,
     pub record: VersionRecord,
 }
 

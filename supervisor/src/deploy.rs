@@ -1,10 +1,16 @@
 //! An upload, start to finish: stage the zip in the store, have a fresh worker
 //! compile and check it, store what it made, commit, and move the pool to the new
 //! version. Any failure discards the staged copy; the current version keeps serving.
+//!
+//! The preparing worker is believed only as far as its answer can be checked: a
+//! script's dry run ran user code (which can write forged frames on the worker's
+//! socket), so its `Prepared` must carry no file at all; a wasm compile runs no
+//! user code, and its one file must bear a precompiled module's name. The store
+//! then writes it only under that name, never over a bundle file, and hashes it.
 
 use std::sync::Arc;
 
-use polyfaas_protocol::Artifact;
+use polyfaas_protocol::{Artifact, Language};
 
 use crate::api::error::ApiError;
 use crate::pool::PrepareError;
@@ -33,8 +39,8 @@ async fn deploy_inner(
 ) -> Result<Arc<Deployed>, ApiError> {
     let _one_at_a_time = state.deploys.lock().await;
     let store = state.store.clone();
-    let staged = blocking(move || store.stage(&name, &zip)).await??;
-    let artifacts = match prepare(state, &staged).await {
+    let mut staged = blocking(move || store.stage(&name, &zip)).await??;
+    let artifacts = match prepare(state, &staged).await.and_then(|a| vet_artifacts(&staged, a)) {
         Ok(artifacts) => artifacts,
         Err(e) => {
             let store = state.store.clone();
@@ -45,7 +51,7 @@ async fn deploy_inner(
     let store = state.store.clone();
     let deployed = blocking(move || -> Result<Arc<Deployed>, StoreError> {
         for artifact in &artifacts {
-            if let Err(e) = store.add_artifact(&staged, &artifact.file_name, &artifact.bytes) {
+            if let Err(e) = store.add_artifact(&mut staged, &artifact.file_name, &artifact.bytes) {
                 store.discard(staged);
                 return Err(e);
             }
@@ -83,6 +89,40 @@ async fn prepare(state: &AppState, staged: &Staged) -> Result<Vec<Artifact>, Api
             PrepareError::Rejected(message) => ApiError::invalid_handler(message),
             PrepareError::Pool(e) => e.into(),
         })
+}
+
+/// Keeps from a `Prepared` answer only what its worker could legitimately make:
+/// nothing for a script (its dry run ran user code, which may have forged the
+/// answer: the upload is refused and logged), one precompiled module for wasm.
+fn vet_artifacts(staged: &Staged, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, ApiError> {
+    let names = || artifacts.iter().map(|a| a.file_name.chars().take(80).collect::<String>()).collect::<Vec<_>>();
+    match staged.language {
+        Language::Wasm => {
+            let [artifact] = artifacts.as_slice() else {
+                tracing::error!(function = %staged.name, files = ?names(), "a wasm compile sent other than one file");
+                return Err(ApiError::internal("the compiling worker answered with an unexpected set of files"));
+            };
+            if !crate::store::integrity::is_artifact_name(&artifact.file_name) {
+                tracing::error!(function = %staged.name, files = ?names(), "a wasm compile sent an unexpected file name");
+                return Err(ApiError::internal("the compiling worker answered with an unexpected file name"));
+            }
+            Ok(artifacts)
+        }
+        _ if artifacts.is_empty() => Ok(artifacts),
+        language => {
+            tracing::warn!(function = %staged.name, language = language.as_str(), files = ?names(),
+                "refusing an upload: the dry run of a script answered with files (a forged Prepared frame?)");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_handler",
+                format!(
+                    "the dry run of this {} bundle answered with files; a script's dry run makes none, so the \
+                     answer was forged by the bundle's code",
+                    language.as_str()
+                ),
+            ))
+        }
+    }
 }
 
 /// Runs store I/O off the async threads.

@@ -55,7 +55,8 @@ pub async fn put(
     state.auth.check(&req, Scope::Manage)?;
     let name = FunctionName::parse(&name)?;
     let zip = read_upload(&req, payload, state.config.max_upload_bytes, state.config.body_timeout).await?;
-    let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
+    // `max-versions` caps what an uploader may ask to keep.
+    let keep = query.keep.unwrap_or(state.config.keep_versions).clamp(1, state.config.max_versions);
     let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))
 }

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{error, warn};
 
+use super::{Staged, StoreError};
+
 /// A stored precompiled module, as the function's index records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,6 +89,39 @@ pub fn verify_version(version_dir: &Path, version: u64, records: &[ArtifactRecor
                 warn!(file = %path.display(), "removing a precompiled module the index does not record");
                 fs::remove_file(&path).map_err(|e| format!("cannot remove an unrecorded {name}: {e}"))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a bundle that brings a file at its root a precompiled module could be
+/// named like: native code only ever comes from the supervisor's own compile.
+pub fn no_reserved_names(dir: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if is_reserved_bundle_name(&name) {
+            return Err(StoreError::Rejected(format!(
+                "{name}: a bundle may not contain a .cwasm file at its root (the name is reserved for the \
+                 module the server compiles)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What is committed is what was validated: `metadata.json` hashes as it did at
+/// staging, and every precompiled module as it was written.
+pub fn check_unchanged(staged: &Staged) -> Result<(), StoreError> {
+    let metadata = sha256_file(&staged.dir.join(super::bundle::METADATA_FILE))?;
+    if metadata != staged.metadata_sha256 {
+        tracing::error!(function = %staged.name, "metadata.json changed between validation and commit");
+        return Err(StoreError::Tampered("metadata.json changed after it was validated".into()));
+    }
+    for artifact in &staged.artifacts {
+        if sha256_file(&staged.dir.join(&artifact.file_name))? != artifact.sha256 {
+            tracing::error!(function = %staged.name, file = %artifact.file_name, "precompiled module changed before commit");
+            return Err(StoreError::Tampered(format!("{} changed after it was written", artifact.file_name)));
         }
     }
     Ok(())

@@ -226,7 +226,7 @@ impl BundleStore for LocalStore {
         fs::create_dir(&dir)?;
         let checked = bundle::unpack(zip, &dir, self.unpack_limits)
             .map_err(StoreError::from)
-            .and_then(|()| no_reserved_names(&dir))
+            .and_then(|()| integrity::no_reserved_names(&dir))
             .and_then(|()| self.check_bytes(disk_usage(&dir)))
             // A preparing worker, maybe running as another user, reads it next.
             .and_then(|()| Ok(seal_tree(&dir)?))
@@ -276,7 +276,7 @@ impl BundleStore for LocalStore {
         let _writer = self.lock_writer();
         let checked = self.check_function_count(&staged.name).and_then(|()| {
             seal_tree(&staged.dir)?;
-            check_unchanged(&staged)?;
+            integrity::check_unchanged(&staged)?;
             let bytes = disk_usage(&staged.dir);
             self.check_bytes(bytes).map(|()| bytes)
         });
@@ -441,39 +441,6 @@ impl BundleStore for LocalStore {
     fn refusals(&self) -> Refusals {
         self.refusals.clone()
     }
-}
-
-/// Refuses a bundle that brings a file at its root a precompiled module could be
-/// named like: native code only ever comes from the supervisor's own compile.
-fn no_reserved_names(dir: &Path) -> Result<(), StoreError> {
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if integrity::is_reserved_bundle_name(&name) {
-            return Err(StoreError::Rejected(format!(
-                "{name}: a bundle may not contain a .cwasm file at its root (the name is reserved for the \
-                 module the server compiles)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// What is committed is what was validated: `metadata.json` hashes as it did at
-/// staging, and every precompiled module as it was written.
-fn check_unchanged(staged: &Staged) -> Result<(), StoreError> {
-    let metadata = sha256_file(&staged.dir.join(bundle::METADATA_FILE))?;
-    if metadata != staged.metadata_sha256 {
-        tracing::error!(function = %staged.name, "metadata.json changed between validation and commit");
-        return Err(StoreError::Tampered("metadata.json changed after it was validated".into()));
-    }
-    for artifact in &staged.artifacts {
-        if sha256_file(&staged.dir.join(&artifact.file_name))? != artifact.sha256 {
-            tracing::error!(function = %staged.name, file = %artifact.file_name, "precompiled module changed before commit");
-            return Err(StoreError::Tampered(format!("{} changed after it was written", artifact.file_name)));
-        }
-    }
-    Ok(())
 }
 
 /// Makes every file and directory under `dir` readable by the worker uid (0644 /

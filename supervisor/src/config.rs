@@ -75,6 +75,15 @@ pub struct Settings {
     /// Versions kept per function after each upload (older ones are deleted; ?keep=N per upload) [default: 10]
     #[arg(long, env = "POLYFAAS_KEEP_VERSIONS")]
     pub keep_versions: Option<usize>,
+    /// Most versions kept per function: `keep-versions` and `?keep=N` are capped to it [default: 100]
+    #[arg(long, env = "POLYFAAS_MAX_VERSIONS")]
+    pub max_versions: Option<usize>,
+    /// Most functions stored; a new one past it is refused with 429 too_many_functions [default: 1000]
+    #[arg(long, env = "POLYFAAS_MAX_FUNCTIONS")]
+    pub max_functions: Option<usize>,
+    /// Most bytes of bundles and compiled modules stored in all; past it uploads get 413 quota_exceeded [default: 10 GiB]
+    #[arg(long, env = "POLYFAAS_MAX_STORE_BYTES")]
+    pub max_store_bytes: Option<u64>,
     /// Blank workers kept ready per language, for fast cold starts [default: 1]
     #[arg(long, env = "POLYFAAS_WARM_WORKERS")]
     pub warm_workers: Option<usize>,
@@ -169,6 +178,9 @@ pub struct Config {
     pub queue_timeout: Duration,
     pub warm_workers: usize,
     pub keep_versions: usize,
+    pub max_versions: usize,
+    pub max_functions: usize,
+    pub max_store_bytes: u64,
     pub worker_bin: PathBuf,
     pub ruby_wasm: PathBuf,
     pub runtime_cache: PathBuf,
@@ -221,6 +233,9 @@ impl Settings {
             queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
             warm_workers: self.warm_workers.or(fallback.warm_workers),
             keep_versions: self.keep_versions.or(fallback.keep_versions),
+            max_versions: self.max_versions.or(fallback.max_versions),
+            max_functions: self.max_functions.or(fallback.max_functions),
+            max_store_bytes: self.max_store_bytes.or(fallback.max_store_bytes),
             worker_bin: self.worker_bin.or(fallback.worker_bin),
             ruby_wasm: self.ruby_wasm.or(fallback.ruby_wasm),
             worker_user: self.worker_user.or(fallback.worker_user),
@@ -282,7 +297,11 @@ impl Settings {
             max_queue: self.max_queue.unwrap_or(1024),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
             warm_workers: self.warm_workers.unwrap_or(1),
-            keep_versions: self.keep_versions.unwrap_or(10).max(1),
+            // The cap wins over the default it caps.
+            keep_versions: self.keep_versions.unwrap_or(10).clamp(1, self.max_versions.unwrap_or(100).max(1)),
+            max_versions: self.max_versions.unwrap_or(100).max(1),
+            max_functions: self.max_functions.unwrap_or(1000),
+            max_store_bytes: self.max_store_bytes.unwrap_or(10 << 30),
             worker_bin,
             admin_token,
             insecure_open_management: self.insecure_open_management.unwrap_or(false),

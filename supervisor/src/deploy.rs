@@ -2,6 +2,12 @@
 //! compile and check it, store what it made, commit, and move the pool to the new
 //! version. Any failure discards the staged copy; the current version keeps serving.
 //!
+//! The preparing worker is believed only as far as its answer can be checked: a
+//! script's dry run ran user code (which can write forged frames on the worker's
+//! socket), so its `Prepared` must carry no file at all; a wasm compile runs no
+//! user code, and its one file must bear a precompiled module's name. The store
+//! then writes it only under that name, never over a bundle file, and hashes it.
+//!
 //! A script's dry-run (its top level, run once in `Prepare`) has a deadline
 //! derived from the function's `timeoutMs`, so a bundle whose top level sleeps
 //! is refused in seconds rather than holding its deploy for minutes.
@@ -10,7 +16,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use polyfaas_protocol::Artifact;
+use polyfaas_protocol::{Artifact, Language};
 
 use crate::api::error::ApiError;
 use crate::api::upload::Spooled;
@@ -40,7 +46,7 @@ async fn deploy_inner(
 ) -> Result<Arc<Deployed>, ApiError> {
     let _one_at_a_time = state.deploys.lock(&name).await;
     let store = state.store.clone();
-    let staged = blocking(move || -> Result<Staged, ApiError> {
+    let mut staged = blocking(move || -> Result<Staged, ApiError> {
         // The store unpacks from memory: the zip is read back only now, once the
         // upload is complete and holds one of the few upload slots.
         let bytes = std::fs::read(&zip.path)
@@ -49,7 +55,7 @@ async fn deploy_inner(
         Ok(store.stage(&name, &bytes)?)
     })
     .await??;
-    let artifacts = match prepare(state, &staged).await {
+    let artifacts = match prepare(state, &staged).await.and_then(|a| vet_artifacts(&staged, a)) {
         Ok(artifacts) => artifacts,
         Err(e) => {
             let store = state.store.clone();
@@ -60,7 +66,7 @@ async fn deploy_inner(
     let store = state.store.clone();
     let deployed = blocking(move || -> Result<Arc<Deployed>, StoreError> {
         for artifact in &artifacts {
-            if let Err(e) = store.add_artifact(&staged, &artifact.file_name, &artifact.bytes) {
+            if let Err(e) = store.add_artifact(&mut staged, &artifact.file_name, &artifact.bytes) {
                 store.discard(staged);
                 return Err(e);
             }
@@ -130,6 +136,40 @@ async fn dry_run_deadline(state: &AppState, staged: &Staged) -> Option<Duration>
     let value: Option<serde_json::Value> = text.and_then(|t| serde_json::from_slice(&t).ok());
     let timeout_ms = value.and_then(|v| v["timeoutMs"].as_u64()).unwrap_or(state.config.timeout_ms);
     Some(Duration::from_millis(timeout_ms).min(MAX_DRY_RUN) + DRY_RUN_START)
+}
+
+/// Keeps from a `Prepared` answer only what its worker could legitimately make:
+/// nothing for a script (its dry run ran user code, which may have forged the
+/// answer: the upload is refused and logged), one precompiled module for wasm.
+fn vet_artifacts(staged: &Staged, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, ApiError> {
+    let names = || artifacts.iter().map(|a| a.file_name.chars().take(80).collect::<String>()).collect::<Vec<_>>();
+    match staged.language {
+        Language::Wasm => {
+            let [artifact] = artifacts.as_slice() else {
+                tracing::error!(function = %staged.name, files = ?names(), "a wasm compile sent other than one file");
+                return Err(ApiError::internal("the compiling worker answered with an unexpected set of files"));
+            };
+            if !crate::store::integrity::is_artifact_name(&artifact.file_name) {
+                tracing::error!(function = %staged.name, files = ?names(), "a wasm compile sent an unexpected file name");
+                return Err(ApiError::internal("the compiling worker answered with an unexpected file name"));
+            }
+            Ok(artifacts)
+        }
+        _ if artifacts.is_empty() => Ok(artifacts),
+        language => {
+            tracing::warn!(function = %staged.name, language = language.as_str(), files = ?names(),
+                "refusing an upload: the dry run of a script answered with files (a forged Prepared frame?)");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_handler",
+                format!(
+                    "the dry run of this {} bundle answered with files; a script's dry run makes none, so the \
+                     answer was forged by the bundle's code",
+                    language.as_str()
+                ),
+            ))
+        }
+    }
 }
 
 /// Runs store I/O off the async threads.

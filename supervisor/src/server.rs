@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::conn_watch;
 use crate::pool::{Pool, PoolConfig};
 use crate::store::local::LocalStore;
-use crate::store::{BundleStore, FunctionLimits, LimitsPolicy, UnpackLimits};
+use crate::store::{BundleStore, FunctionLimits, LimitsPolicy, Quotas, UnpackLimits};
 use crate::systemd;
 use crate::telemetry::Telemetry;
 
@@ -77,6 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
             languages: languages.clone(),
             sandbox,
             ruby_module,
+            refusals: store.refusals(),
         },
         telemetry.clone(),
         pool_runtime.handle(),
@@ -338,7 +339,8 @@ fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {
         },
     };
     let unpack = UnpackLimits { max_entries: config.max_bundle_entries, max_unpacked_bytes: config.max_unpacked_bytes };
-    let store = LocalStore::open(&config.data_dir, policy, unpack)
+    let quotas = Quotas { max_functions: config.max_functions, max_store_bytes: config.max_store_bytes };
+    let store = LocalStore::open(&config.data_dir, policy, unpack, quotas)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
 }

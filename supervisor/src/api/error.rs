@@ -119,10 +119,14 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
             StoreError::Bundle(ref bundle) => Self::new(StatusCode::BAD_REQUEST, bundle.code(), e.to_string()),
-            StoreError::Limit(_) => Self::invalid_bundle(e.to_string()),
+            StoreError::Limit(_) | StoreError::Rejected(_) => Self::invalid_bundle(e.to_string()),
+            StoreError::Quota(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string()),
+            StoreError::TooManyFunctions(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_functions", e.to_string())
+            }
             StoreError::NotFound(name) => Self::not_found(format!("function {name}")),
             StoreError::NoSuchVersion(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            StoreError::BadArtifact(_) | StoreError::Index(_) => {
+            StoreError::BadArtifact(_) | StoreError::Index(_) | StoreError::Tampered(_) => {
                 tracing::error!("store error: {e}");
                 Self::internal(e.to_string())
             }

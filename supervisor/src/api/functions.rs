@@ -58,7 +58,8 @@ pub async fn put(
     let name = FunctionName::parse(&name)?;
     let _slot = upload_slot(&state)?;
     let zip = receive(&state, &req, payload).await?;
-    let keep = query.keep.unwrap_or(state.config.keep_versions).max(1);
+    // `max-versions` caps what an uploader may ask to keep.
+    let keep = query.keep.unwrap_or(state.config.keep_versions).clamp(1, state.config.max_versions);
     let deployed = deploy(&state, name, zip, keep).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(summary(&deployed)))
 }

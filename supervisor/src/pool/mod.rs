@@ -35,7 +35,7 @@ use self::process::{InvokeOutcome, WorkerError, WorkerProcess};
 pub use self::restart::RestartFilter;
 use self::state::{Checkin, Checkout, FnKey, PoolState, Sizes, WaiterId};
 use self::view::WorkerView;
-use crate::store::{Deployed, FunctionName};
+use crate::store::{Deployed, FunctionName, Refusals};
 use crate::telemetry::Telemetry;
 
 /// How long `Init` may take (it evaluates the function's top level).
@@ -73,6 +73,8 @@ pub struct PoolConfig {
     pub sandbox: SandboxConfig,
     /// The compiled Ruby runtime, handed to Ruby workers.
     pub ruby_module: Option<PathBuf>,
+    /// Versions the store refuses to run (a precompiled module failed its hash).
+    pub refusals: Refusals,
 }
 
 /// What an invocation produced, from the worker it ran on.

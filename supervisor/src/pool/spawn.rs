@@ -66,6 +66,11 @@ impl Inner {
         worker: WorkerProcess,
         f: &Arc<Deployed>,
     ) -> Result<Option<WorkerProcess>, PoolError> {
+        // Checked by the store when it loaded the version: a precompiled module that
+        // is not the one it stored is never mapped into a worker.
+        if let Some(why) = self.config.refusals.check(f.name.as_str(), f.version) {
+            return Err(PoolError::InitFailed(why));
+        }
         let init = Init {
             function: f.name.to_string(),
             version: f.version,

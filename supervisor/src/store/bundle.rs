@@ -202,6 +202,9 @@ fn safe_relative_path(name: &str) -> Option<PathBuf> {
     if out.components().all(|c| matches!(c, Component::Normal(_))) { Some(out) } else { None }
 }
 
+/// The bundle's description, at its root.
+pub const METADATA_FILE: &str = "metadata.json";
+
 /// Reads and checks `metadata.json` of an unpacked bundle.
 pub fn read_metadata(dir: &Path) -> Result<Metadata, BundleError> {
     let mut text = String::new();

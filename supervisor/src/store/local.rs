@@ -8,6 +8,8 @@
 //! A version directory is fsynced and renamed into place before the index names
 //! it, and the index is replaced atomically (temp file, fsync, rename, fsync the
 //! directory), so a crash at any point leaves the old or the new version current.
+//! The index also records the sha256 of each precompiled module, checked whenever
+//! a version is loaded; the store's total size and function count are capped.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,7 +24,10 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::bundle::{self, Metadata, UnpackLimits};
-use super::{BundleStore, Deployed, FunctionLimits, FunctionName, LimitsPolicy, Staged, StoreError, VersionRecord};
+use super::integrity::{self, ArtifactRecord, Refusals, disk_usage, sha256_file};
+use super::{
+    BundleStore, Deployed, FunctionLimits, FunctionName, LimitsPolicy, Quotas, Staged, StoreError, VersionRecord,
+};
 
 const INDEX_FILE: &str = "index.json";
 
@@ -32,6 +37,9 @@ const INDEX_FILE: &str = "index.json";
 struct FunctionIndex {
     current: u64,
     versions: Vec<VersionRecord>,
+    /// The precompiled module of each version that has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    artifacts: Vec<ArtifactRecord>,
 }
 
 struct FunctionState {
@@ -50,13 +58,22 @@ pub struct LocalStore {
     /// Serializes commits and deletes, which do their I/O outside `functions`.
     writer: Mutex<()>,
     staging_counter: AtomicU64,
+    quotas: Quotas,
+    /// Bytes under `functions_dir`, kept up to date by commit, prune and delete.
+    usage: AtomicU64,
+    refusals: Refusals,
 }
 
 impl LocalStore {
     /// Opens (creating if needed) the store under `data_dir` and loads every
     /// function. A function whose files are damaged is skipped with a warning
     /// rather than keeping the server down.
-    pub fn open(data_dir: &Path, policy: LimitsPolicy, unpack_limits: UnpackLimits) -> Result<Self, StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        policy: LimitsPolicy,
+        unpack_limits: UnpackLimits,
+        quotas: Quotas,
+    ) -> Result<Self, StoreError> {
         let functions_dir = data_dir.join("functions");
         let staging_dir = data_dir.join("staging");
         fs::create_dir_all(&functions_dir)?;
@@ -73,6 +90,9 @@ impl LocalStore {
             functions: RwLock::new(BTreeMap::new()),
             writer: Mutex::new(()),
             staging_counter: AtomicU64::new(0),
+            quotas,
+            usage: AtomicU64::new(0),
+            refusals: Refusals::default(),
         };
         let mut loaded = BTreeMap::new();
         for entry in fs::read_dir(&store.functions_dir)? {
@@ -89,7 +109,8 @@ impl LocalStore {
                 Err(e) => warn!(function = %name, "cannot load function, skipping it: {e}"),
             }
         }
-        info!(functions = loaded.len(), dir = ?data_dir, "store opened");
+        store.usage.store(disk_usage(&store.functions_dir), Ordering::Relaxed);
+        info!(functions = loaded.len(), bytes = store.usage.load(Ordering::Relaxed), dir = ?data_dir, "store opened");
         *store.write_functions() = loaded;
         Ok(store)
     }
@@ -106,6 +127,7 @@ impl LocalStore {
             .ok_or_else(|| StoreError::Index(format!("current version {} is not recorded", index.current)))?;
         let version_dir = dir.join(index.current.to_string());
         let metadata = bundle::read_metadata(&version_dir)?;
+        self.verify(name, index.current, &version_dir, &index.artifacts);
         let current = Arc::new(self.deployed(name, record, version_dir, &metadata)?);
         Ok(FunctionState { index, current })
     }
@@ -151,6 +173,37 @@ impl LocalStore {
         })
     }
 
+    /// Hashes the version's precompiled module against its record, once each time
+    /// a version is loaded (startup, commit, rollback); a mismatch is refused.
+    fn verify(&self, name: &FunctionName, version: u64, version_dir: &Path, records: &[ArtifactRecord]) {
+        self.refusals.set(name.as_str(), version, integrity::verify_version(version_dir, version, records));
+    }
+
+    /// Refuses a new function past `max-functions`.
+    fn check_function_count(&self, name: &FunctionName) -> Result<(), StoreError> {
+        let functions = self.read_functions();
+        if !functions.contains_key(name) && functions.len() >= self.quotas.max_functions {
+            return Err(StoreError::TooManyFunctions(format!(
+                "the store holds {} functions, its maximum (max-functions); delete one first",
+                functions.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses `adding` more bytes past `max-store-bytes`.
+    fn check_bytes(&self, adding: u64) -> Result<(), StoreError> {
+        let used = self.usage.load(Ordering::Relaxed);
+        if used.saturating_add(adding) > self.quotas.max_store_bytes {
+            return Err(StoreError::Quota(format!(
+                "storing this version ({adding} bytes unpacked) would take the store past its {} bytes \
+                 (max-store-bytes; {used} in use): delete functions or keep fewer versions",
+                self.quotas.max_store_bytes
+            )));
+        }
+        Ok(())
+    }
+
     fn read_functions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FunctionName, FunctionState>> {
         // A poisoned lock means a panic mid-swap; the map itself is always whole
         // (swaps are single inserts), so keep serving it.
@@ -168,23 +221,29 @@ impl LocalStore {
 
 impl BundleStore for LocalStore {
     fn stage(&self, name: &FunctionName, zip: &[u8]) -> Result<Staged, StoreError> {
+        self.check_function_count(name)?;
         let n = self.staging_counter.fetch_add(1, Ordering::Relaxed);
         let dir = self.staging_dir.join(format!("{name}-{}-{n}", std::process::id()));
         fs::create_dir(&dir)?;
         let checked = bundle::unpack(zip, &dir, self.unpack_limits)
             .map_err(StoreError::from)
+            .and_then(|()| integrity::no_reserved_names(&dir))
+            .and_then(|()| self.check_bytes(disk_usage(&dir)))
             // A preparing worker, maybe running as another user, reads it next.
             .and_then(|()| Ok(seal_tree(&dir)?))
             .and_then(|()| Ok(bundle::read_metadata(&dir)?))
-            .and_then(|m| self.limits_for(&m).map(|_| m));
+            .and_then(|m| self.limits_for(&m).map(|_| m))
+            .and_then(|m| Ok((m, sha256_file(&dir.join(bundle::METADATA_FILE))?)));
         match checked {
-            Ok(metadata) => Ok(Staged {
+            Ok((metadata, metadata_sha256)) => Ok(Staged {
                 name: name.clone(),
                 dir,
                 language: metadata.language.into(),
                 entrypoint: metadata.entrypoint_file,
                 sha256: hex::encode(Sha256::digest(zip)),
                 size: zip.len() as u64,
+                metadata_sha256,
+                artifacts: Vec::new(),
             }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -193,25 +252,47 @@ impl BundleStore for LocalStore {
         }
     }
 
-    fn add_artifact(&self, staged: &Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let plain = !file_name.is_empty()
-            && file_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-            && !file_name.starts_with('.');
-        if !plain {
+    fn add_artifact(&self, staged: &mut Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if !integrity::is_artifact_name(file_name) {
             return Err(StoreError::BadArtifact(file_name.chars().take(80).collect()));
         }
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(staged.dir.join(file_name))?;
+        // `create_new`: never over a file of the bundle (nor a second artifact).
+        let mut f = match fs::OpenOptions::new().write(true).create_new(true).open(staged.dir.join(file_name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::BadArtifact(file_name.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         f.write_all(bytes)?;
+        staged.artifacts.push(ArtifactRecord {
+            version: 0,
+            file_name: file_name.to_string(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+        });
         Ok(())
     }
 
     fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError> {
         let _writer = self.lock_writer();
+        let checked = self.check_function_count(&staged.name).and_then(|()| {
+            seal_tree(&staged.dir)?;
+            integrity::check_unchanged(&staged)?;
+            let bytes = disk_usage(&staged.dir);
+            self.check_bytes(bytes).map(|()| bytes)
+        });
+        let bytes = match checked {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.discard(staged);
+                return Err(e);
+            }
+        };
         let fn_dir = self.functions_dir.join(staged.name.as_str());
         fs::create_dir_all(&fn_dir)?;
         let mut index = match self.read_functions().get(&staged.name) {
             Some(state) => state.index.clone(),
-            None => FunctionIndex { current: 0, versions: Vec::new() },
+            None => FunctionIndex { current: 0, versions: Vec::new(), artifacts: Vec::new() },
         };
         let version = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
         let version_dir = fn_dir.join(version.to_string());
@@ -220,9 +301,9 @@ impl BundleStore for LocalStore {
         if version_dir.exists() {
             fs::remove_dir_all(&version_dir)?;
         }
-        seal_tree(&staged.dir)?;
         fs::rename(&staged.dir, &version_dir)?;
         fsync_dir(&fn_dir)?;
+        self.usage.fetch_add(bytes, Ordering::Relaxed);
 
         let metadata = bundle::read_metadata(&version_dir)?;
         let record = VersionRecord {
@@ -233,6 +314,7 @@ impl BundleStore for LocalStore {
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         };
         index.versions.push(record.clone());
+        index.artifacts.extend(staged.artifacts.iter().map(|a| ArtifactRecord { version, ..a.clone() }));
         index.current = version;
         write_atomically(
             &fn_dir,
@@ -241,6 +323,7 @@ impl BundleStore for LocalStore {
         )?;
         fsync_dir(&self.functions_dir)?;
 
+        self.verify(&staged.name, version, &version_dir, &index.artifacts);
         let current = Arc::new(self.deployed(&staged.name, record, version_dir, &metadata)?);
         self.write_functions().insert(staged.name, FunctionState { index, current: current.clone() });
         Ok(current)
@@ -280,6 +363,7 @@ impl BundleStore for LocalStore {
         let fn_dir = self.functions_dir.join(name.as_str());
         let version_dir = fn_dir.join(target.to_string());
         let metadata = bundle::read_metadata(&version_dir)?;
+        self.verify(name, target, &version_dir, &index.artifacts);
         let record = index
             .versions
             .iter()
@@ -311,6 +395,7 @@ impl BundleStore for LocalStore {
             return Ok(removed);
         }
         index.versions.retain(|r| !removed.contains(&r.version));
+        index.artifacts.retain(|a| !removed.contains(&a.version));
         let fn_dir = self.functions_dir.join(name.as_str());
         // The index first: a crash after it leaves unindexed directories, which a
         // later commit of that number replaces; never an index naming a missing one.
@@ -323,7 +408,10 @@ impl BundleStore for LocalStore {
             state.index = index;
         }
         for v in &removed {
-            if let Err(e) = fs::remove_dir_all(fn_dir.join(v.to_string())) {
+            let dir = fn_dir.join(v.to_string());
+            self.usage.fetch_sub(disk_usage(&dir).min(self.usage.load(Ordering::Relaxed)), Ordering::Relaxed);
+            self.refusals.set(name.as_str(), *v, Ok(()));
+            if let Err(e) = fs::remove_dir_all(dir) {
                 warn!(function = %name, version = v, "cannot remove a pruned version: {e}");
             }
         }
@@ -339,12 +427,20 @@ impl BundleStore for LocalStore {
         // mid-delete cannot leave half a function; staging is emptied at startup.
         let n = self.staging_counter.fetch_add(1, Ordering::Relaxed);
         let graveyard = self.staging_dir.join(format!("deleted-{name}-{n}"));
-        fs::rename(self.functions_dir.join(name.as_str()), &graveyard)?;
+        let fn_dir = self.functions_dir.join(name.as_str());
+        let bytes = disk_usage(&fn_dir);
+        fs::rename(&fn_dir, &graveyard)?;
+        self.usage.fetch_sub(bytes.min(self.usage.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.refusals.forget(name.as_str());
         fsync_dir(&self.functions_dir)?;
         if let Err(e) = fs::remove_dir_all(&graveyard) {
             warn!(dir = ?graveyard, "cannot remove a deleted function's files: {e}");
         }
         Ok(true)
+    }
+
+    fn refusals(&self) -> Refusals {
+        self.refusals.clone()
     }
 }
 

@@ -7,10 +7,14 @@
 //! visible, and a staged one that is discarded leaves no trace.
 //!
 //! No user code runs here: the store reads zips and JSON, never executes them.
+//! It holds the store's quotas (functions, bytes), and trusts no file a worker
+//! made unless its name and recorded sha256 say it is the module it stored
+//! ([`integrity`]).
 
 pub mod bundle;
 #[cfg(test)]
 mod fuzz;
+pub mod integrity;
 pub mod local;
 pub mod name;
 
@@ -21,6 +25,7 @@ use polyfaas_protocol::Language;
 use serde::{Deserialize, Serialize};
 
 pub use self::bundle::{BundleError, UnpackLimits};
+pub use self::integrity::{ArtifactRecord, Refusals};
 pub use self::name::FunctionName;
 
 /// One committed function version, as the API and the pool need it.
@@ -79,6 +84,18 @@ pub struct Staged {
     pub entrypoint: String,
     sha256: String,
     size: u64,
+    /// sha256 of `metadata.json` as validated: the version commits only with it.
+    metadata_sha256: String,
+    /// The precompiled modules written into `dir`, with their hashes.
+    artifacts: Vec<ArtifactRecord>,
+}
+
+/// How much the store holds at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    pub max_functions: usize,
+    /// Every stored version's files (bundles and precompiled modules) together.
+    pub max_store_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +104,20 @@ pub enum StoreError {
     Bundle(#[from] BundleError),
     #[error("{0}")]
     Limit(String),
-    #[error("artifact name {0:?} is not a plain file name")]
+    #[error("artifact name {0:?} is not the name of a precompiled module, or names a file of the bundle")]
     BadArtifact(String),
+    /// The bundle itself is not acceptable (e.g. it brings its own `.cwasm`).
+    #[error("{0}")]
+    Rejected(String),
+    /// Storing it would pass `max-store-bytes`.
+    #[error("{0}")]
+    Quota(String),
+    /// A new function past `max-functions`.
+    #[error("{0}")]
+    TooManyFunctions(String),
+    /// What was validated is not what is about to be committed.
+    #[error("{0}")]
+    Tampered(String),
     #[error("store i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("store index error: {0}")]
@@ -106,7 +135,9 @@ pub trait BundleStore: Send + Sync + 'static {
     fn stage(&self, name: &FunctionName, zip: &[u8]) -> Result<Staged, StoreError>;
 
     /// Adds a file made from the bundle (a precompiled module) to a staged upload.
-    fn add_artifact(&self, staged: &Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Only a precompiled module's name is accepted, never over a bundle file;
+    /// its sha256 is recorded at commit.
+    fn add_artifact(&self, staged: &mut Staged, file_name: &str, bytes: &[u8]) -> Result<(), StoreError>;
 
     /// Makes a staged upload the function's new current version.
     fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError>;
@@ -133,4 +164,7 @@ pub trait BundleStore: Send + Sync + 'static {
 
     /// Removes `name` and all its versions. Returns whether it existed.
     fn delete(&self, name: &FunctionName) -> Result<bool, StoreError>;
+
+    /// The versions that failed their integrity check, shared with the pool.
+    fn refusals(&self) -> Refusals;
 }

@@ -182,12 +182,16 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// Applies the function half of the sandbox for `bundle_dir`.
+/// Applies the function half of the sandbox for `bundle_dir`, then makes the
+/// bundle the working directory: runtimes open the bundle's files by paths
+/// relative to `.` (a handler's `open("data.txt")` finds its own file), never
+/// through the absolute path.
 fn confine(config: &SandboxConfig, bundle_dir: &str, memory_mb: Option<u64>) -> Result<(), String> {
     match sandbox::apply_for_function(config, Path::new(bundle_dir), memory_mb) {
         Ok(report) => {
             info!("sandbox: {report}");
-            Ok(())
+            std::env::set_current_dir(bundle_dir)
+                .map_err(|e| format!("the worker could not enter the bundle directory: {e}"))
         }
         Err(e) => {
             error!("sandbox: {e}; refusing to run the function");

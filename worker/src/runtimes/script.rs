@@ -2,11 +2,16 @@
 //! prelude turns into `ctx`, the response envelope it hands back, and the capped
 //! log buffer behind `console.log` / `print` / `puts`.
 //!
-//! Envelope in (JSON): `{function, method, path, query: {k: v}, headers: {k: v}, body}`.
+//! Envelope in (JSON): `{function, method, path, query: {k: v}, rawQuery, headers: {k: v},
+//! headerList: [[k, v]], body, bodyBase64}`: `query`/`headers` are the simple maps
+//! (first value wins), `rawQuery`/`headerList` what arrived (for WSGI/Rack/fetch
+//! adapters), `bodyBase64` the exact bytes only when the body is not UTF-8 (else
+//! null: the bytes are the UTF-8 of `body`).
 //! Envelope out (JSON): `{ended, status, headers: [[k, v]], body, value, isString}`:
 //! `ended` when a responder (`ctx.json`, `response().end`) was called, else `value`
 //! is what the handler returned.
 
+use base64::Engine as _;
 use polyfaas_protocol::{FailureKind, HttpRequest, HttpResponse, Logs, Stats};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -15,7 +20,8 @@ use super::{Completed, Failure};
 
 /// Builds the request envelope. Query parameters are percent-decoded (the first
 /// value of a repeated one wins, as Vert.x's `getParam` does); header names are
-/// lower case; the body is text (invalid UTF-8 replaced).
+/// lower case; the body is text (invalid UTF-8 replaced, the exact bytes then in
+/// `bodyBase64`).
 pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
     request_value(function, request).to_string()
 }
@@ -28,16 +34,29 @@ pub fn request_value(function: &str, request: &HttpRequest) -> Value {
         query.entry(k.into_owned()).or_insert(Value::String(v.into_owned()));
     }
     let mut headers = Map::new();
+    let mut header_list = Vec::with_capacity(request.headers.len());
     for (k, v) in &request.headers {
-        headers.entry(k.to_ascii_lowercase()).or_insert(Value::String(v.clone()));
+        let name = k.to_ascii_lowercase();
+        header_list.push(json!([name, v]));
+        headers.entry(name).or_insert(Value::String(v.clone()));
     }
+    let (body, body_base64) = match std::str::from_utf8(&request.body) {
+        Ok(text) => (Value::String(text.to_owned()), Value::Null),
+        Err(_) => (
+            Value::String(String::from_utf8_lossy(&request.body).into_owned()),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&request.body)),
+        ),
+    };
     json!({
         "function": function,
         "method": request.method,
         "path": request.path,
         "query": query,
+        "rawQuery": request.query,
         "headers": headers,
-        "body": String::from_utf8_lossy(&request.body),
+        "headerList": header_list,
+        "body": body,
+        "bodyBase64": body_base64,
     })
 }
 
@@ -215,6 +234,23 @@ mod tests {
         assert_eq!(env["query"], json!({"a": "1", "b": "x y"}));
         assert_eq!(env["headers"]["x-test"], "v");
         assert_eq!(env["function"], "f");
+        assert_eq!(env["rawQuery"], "a=1&b=x%20y&a=2");
+        assert_eq!(env["headerList"], json!([["x-test", "v"]]));
+        assert_eq!(env["bodyBase64"], Value::Null);
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_travels_as_base64_too() {
+        let req = HttpRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![],
+            body: vec![0xff, 0x00, b'a'],
+        };
+        let env = request_value("f", &req);
+        assert_eq!(env["bodyBase64"], "/wBh");
+        assert_eq!(env["body"], "\u{fffd}\0a");
     }
 
     #[test]

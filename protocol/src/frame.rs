@@ -137,8 +137,14 @@ mod tests {
                 entrypoint: "m.wasm".into(),
                 limits: Limits { timeout_ms: 1, memory_mb: 2, max_output_bytes: 3 },
                 env: vec![("K".into(), "V".into())],
+                wasm: WasmOptions { args: vec!["--gfm".into()], content_type: "text/html".into(), cgi: false },
             }),
-            ToWorker::Prepare(Prepare { language: Language::Js, bundle_dir: "/d".into(), entrypoint: "h.js".into() }),
+            ToWorker::Prepare(Prepare {
+                language: Language::Js,
+                bundle_dir: "/d".into(),
+                entrypoint: "h.js".into(),
+                env: vec![("K".into(), "V".into())],
+            }),
         ];
         for msg in to {
             let bytes = encode(&msg).expect("encodes");

@@ -89,6 +89,9 @@ pub struct Prepare {
     pub bundle_dir: String,
     /// Path of the entrypoint, relative to `bundle_dir`.
     pub entrypoint: String,
+    /// The function's own environment (`metadata.json` `env`), the same as `Init`
+    /// gets: a script's dry run sees what its invocations will.
+    pub env: Vec<(String, String)>,
 }
 
 /// A file the worker made while preparing a bundle (a precompiled module), for the
@@ -113,7 +116,30 @@ pub struct Init {
     pub limits: Limits,
     /// The function's own environment (`metadata.json` `env`), and nothing else.
     pub env: Vec<(String, String)>,
+    /// How a WASI module is started and its output read (wasm bundles only).
+    pub wasm: WasmOptions,
 }
+
+/// A wasm function's `metadata.json` `args`, `contentType` and `cgi`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmOptions {
+    /// The command's arguments after its name (`argv[1..]`).
+    pub args: Vec<String>,
+    /// The response's `content-type` when the output sets none.
+    pub content_type: String,
+    /// Whether a leading CGI header block in stdout sets the status and headers;
+    /// when false, stdout is the body, whatever it starts with.
+    pub cgi: bool,
+}
+
+impl Default for WasmOptions {
+    fn default() -> Self {
+        Self { args: Vec::new(), content_type: DEFAULT_CONTENT_TYPE.to_string(), cgi: true }
+    }
+}
+
+/// The `content-type` of a WASM response whose output sets none.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

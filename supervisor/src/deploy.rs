@@ -96,8 +96,12 @@ async fn prepare(state: &AppState, staged: &Staged) -> Result<Vec<Artifact>, Api
             staged.language.as_str()
         )));
     }
-    let prepared =
-        state.pool.prepare(staged.language, staged.dir.to_string_lossy().into_owned(), staged.entrypoint.clone());
+    let prepared = state.pool.prepare(
+        staged.language,
+        staged.dir.to_string_lossy().into_owned(),
+        staged.entrypoint.clone(),
+        staged.env.clone(),
+    );
     let prepared = match dry_run_deadline(state, staged).await {
         // Dropping the preparation kills its worker (the pool spawns them kill-on-drop).
         Some(deadline) => tokio::time::timeout(deadline, prepared).await.map_err(|_| {

@@ -266,9 +266,10 @@ impl Pool {
         language: Language,
         bundle_dir: String,
         entrypoint: String,
+        env: Vec<(String, String)>,
     ) -> Result<Vec<Artifact>, PrepareError> {
         let mut worker = self.inner.clone().start_worker(language, false, None).await?;
-        match worker.prepare(Prepare { language, bundle_dir, entrypoint }, PREPARE_TIMEOUT).await {
+        match worker.prepare(Prepare { language, bundle_dir, entrypoint, env }, PREPARE_TIMEOUT).await {
             Ok(Ok(artifacts)) => Ok(artifacts),
             Ok(Err(message)) => Err(PrepareError::Rejected(message)),
             Err(WorkerError::HardTimeout) => {

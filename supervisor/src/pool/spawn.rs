@@ -83,6 +83,7 @@ impl Inner {
                 max_output_bytes: self.config.max_output_bytes,
             },
             env: f.env.clone(),
+            wasm: f.wasm.clone(),
         };
         let mut worker = worker;
         match worker.init(init, INIT_TIMEOUT).await {

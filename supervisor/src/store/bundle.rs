@@ -10,7 +10,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use polyfaas_protocol::Language;
+use polyfaas_protocol::{Language, WasmOptions};
 use serde::Deserialize;
 
 /// `metadata.json` as uploaded. Unknown fields are an error, not ignored, so a
@@ -27,7 +27,31 @@ pub struct Metadata {
     /// `false` lets the function's responses go out without the
     /// `Content-Security-Policy: sandbox` the server adds by default.
     pub sandbox_responses: Option<bool>,
+    /// WASM only: the command's arguments after its name.
+    pub args: Option<Vec<String>>,
+    /// WASM only: the response's `content-type` when the output sets none.
+    pub content_type: Option<String>,
+    /// WASM only: `false` makes stdout the body as is, with no CGI header parsing.
+    pub cgi: Option<bool>,
 }
+
+impl Metadata {
+    /// The WASM options, with the defaults for what `metadata.json` leaves out.
+    pub fn wasm_options(&self) -> WasmOptions {
+        let default = WasmOptions::default();
+        WasmOptions {
+            args: self.args.clone().unwrap_or_default(),
+            content_type: self.content_type.clone().unwrap_or(default.content_type),
+            cgi: self.cgi.unwrap_or(default.cgi),
+        }
+    }
+}
+
+/// The most `args` a WASM bundle may pass, and the longest each may be.
+pub const MAX_ARGS: usize = 256;
+pub const MAX_ARG_LEN: usize = 4096;
+/// The longest `contentType`.
+pub const MAX_CONTENT_TYPE_LEN: usize = 256;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -240,7 +264,42 @@ pub fn parse_metadata(text: &str) -> Result<Metadata, BundleError> {
     if metadata.env.iter().flat_map(|env| env.values()).any(|v| v.contains('\0')) {
         return Err(BundleError::BadMetadata("env values may not contain NUL".into()));
     }
+    check_wasm_options(&metadata)?;
     Ok(metadata)
+}
+
+/// `args`, `contentType` and `cgi`: WASM bundles only, bounded, and each usable as
+/// what it becomes (a C string in `argv`, an HTTP header value).
+fn check_wasm_options(m: &Metadata) -> Result<(), BundleError> {
+    let bad = |what: String| Err(BundleError::BadMetadata(what));
+    let wasm_only = [("args", m.args.is_some()), ("contentType", m.content_type.is_some()), ("cgi", m.cgi.is_some())];
+    if !matches!(m.language, LanguageField::Wasm)
+        && let Some((field, _)) = wasm_only.iter().find(|(_, set)| *set)
+    {
+        return bad(format!("{field} applies to wasm bundles only"));
+    }
+    let args = m.args.as_deref().unwrap_or_default();
+    if args.len() > MAX_ARGS {
+        return bad(format!("args has {} entries; at most {MAX_ARGS} are allowed", args.len()));
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if arg.len() > MAX_ARG_LEN {
+            return bad(format!("args[{i}] is {} bytes long; at most {MAX_ARG_LEN} are allowed", arg.len()));
+        }
+        if arg.contains('\0') {
+            return bad(format!("args[{i}] contains NUL"));
+        }
+    }
+    if let Some(ct) = &m.content_type {
+        if ct.len() > MAX_CONTENT_TYPE_LEN {
+            return bad(format!("contentType is {} bytes long; at most {MAX_CONTENT_TYPE_LEN} are allowed", ct.len()));
+        }
+        let printable = ct.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+        if !printable || !ct.contains('/') || ct.starts_with(' ') || ct.ends_with(' ') {
+            return bad(format!("contentType {ct:?} is not a media type such as \"text/plain; charset=utf-8\""));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -316,6 +375,39 @@ mod tests {
             "not json",
         ] {
             assert!(parse_metadata(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wasm_options_are_checked() {
+        let ok = parse_metadata(
+            r#"{"language":"wasm","entrypointFile":"m.wasm","args":["--gfm","-x"],"contentType":"text/html; charset=utf-8","cgi":false}"#,
+        )
+        .expect("valid");
+        let options = ok.wasm_options();
+        assert_eq!(options.args, ["--gfm", "-x"]);
+        assert_eq!((options.content_type.as_str(), options.cgi), ("text/html; charset=utf-8", false));
+        let defaults =
+            parse_metadata(r#"{"language":"wasm","entrypointFile":"m.wasm"}"#).expect("valid").wasm_options();
+        assert_eq!(defaults, WasmOptions::default());
+        let long_arg =
+            format!(r#"{{"language":"wasm","entrypointFile":"m","args":["{}"]}}"#, "a".repeat(MAX_ARG_LEN + 1));
+        let many_args =
+            format!(r#"{{"language":"wasm","entrypointFile":"m","args":[{}]}}"#, vec!["\"a\""; MAX_ARGS + 1].join(","));
+        for (bad, says) in [
+            (r#"{"language":"wasm","entrypointFile":"m","args":"--gfm"}"#, "invalid type"),
+            (r#"{"language":"wasm","entrypointFile":"m","args":[1]}"#, "invalid type"),
+            (r#"{"language":"wasm","entrypointFile":"m","cgi":"no"}"#, "invalid type"),
+            (r#"{"language":"wasm","entrypointFile":"m","contentType":5}"#, "invalid type"),
+            (r#"{"language":"wasm","entrypointFile":"m","contentType":"html"}"#, "not a media type"),
+            (r#"{"language":"wasm","entrypointFile":"m","contentType":"text/html\r\nx: y"}"#, "not a media type"),
+            (r#"{"language":"wasm","entrypointFile":"m","args":["a\u0000b"]}"#, "NUL"),
+            (r#"{"language":"python","entrypointFile":"h.py","args":[]}"#, "wasm bundles only"),
+            (long_arg.as_str(), "bytes long"),
+            (many_args.as_str(), "entries"),
+        ] {
+            let err = parse_metadata(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 }

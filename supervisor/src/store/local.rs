@@ -148,6 +148,7 @@ impl LocalStore {
             limits: self.limits_for(metadata)?,
             env: metadata.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
             sandbox_responses: metadata.sandbox_responses.unwrap_or(true),
+            wasm: metadata.wasm_options(),
             record,
         })
     }
@@ -239,6 +240,7 @@ impl BundleStore for LocalStore {
                 name: name.clone(),
                 dir,
                 language: metadata.language.into(),
+                env: metadata.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 entrypoint: metadata.entrypoint_file,
                 sha256: hex::encode(Sha256::digest(zip)),
                 size: zip.len() as u64,

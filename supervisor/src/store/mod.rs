@@ -21,7 +21,7 @@ pub mod name;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use polyfaas_protocol::Language;
+use polyfaas_protocol::{Language, WasmOptions};
 use serde::{Deserialize, Serialize};
 
 pub use self::bundle::{BundleError, UnpackLimits};
@@ -44,6 +44,8 @@ pub struct Deployed {
     /// Whether its responses carry `Content-Security-Policy: sandbox` (the
     /// default; `"sandboxResponses": false` in `metadata.json` turns it off).
     pub sandbox_responses: bool,
+    /// How a WASM module is started and its output read (defaults for scripts).
+    pub wasm: WasmOptions,
     pub record: VersionRecord,
 }
 
@@ -82,6 +84,8 @@ pub struct Staged {
     pub dir: PathBuf,
     pub language: Language,
     pub entrypoint: String,
+    /// The function's own environment: its dry run sees what `Init` will give it.
+    pub env: Vec<(String, String)>,
     sha256: String,
     size: u64,
     /// sha256 of `metadata.json` as validated: the version commits only with it.

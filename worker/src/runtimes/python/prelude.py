@@ -1,9 +1,15 @@
 # The ctx API for Python handlers (the README's "Scripts: the `ctx` API"), built over
 # the JSON envelopes of runtimes/script.rs. Runs in its own namespace before any
 # user code; the host keeps `invoke`, nothing here is visible to the handler.
+import base64 as _base64
 import json as _json
 import sys as _sys
 import traceback as _traceback
+
+# HOME when the function's env sets none: Debian's name for "this user has no
+# home". Never the bundle's real path (that is the store's business) and nothing
+# that exists: the sandbox lets nothing be written anyway.
+_HOME = "/nonexistent"
 
 
 class _Capture:
@@ -49,6 +55,12 @@ class Request:
     def path(self):
         return self._r["path"]
 
+    def query(self):
+        return self._r["rawQuery"]
+
+    def headers(self):
+        return [(k, v) for k, v in self._r["headerList"]]
+
 
 class Response:
     __slots__ = ("_res",)
@@ -90,6 +102,10 @@ class Ctx:
     def body(self):
         return self._r["body"]
 
+    def bodyBytes(self):
+        raw = self._r.get("bodyBase64")
+        return _base64.b64decode(raw) if raw is not None else self._r["body"].encode("utf-8")
+
     def bodyAsJson(self):
         try:
             return _json.loads(self._r["body"])
@@ -103,10 +119,83 @@ class Ctx:
 
 
 def set_env(pairs_json):
-    """The function's own environment (metadata.json `env`), and nothing else."""
+    """The function's own environment (metadata.json `env`), and HOME unless it sets one."""
     import os
+    env = _json.loads(pairs_json)
+    env.setdefault("HOME", _HOME)
     os.environ.clear()
-    os.environ.update(_json.loads(pairs_json))
+    os.environ.update(env)
+
+
+def _lookups_fail_like_cpython():
+    """The sandbox denies /etc/passwd and /etc/group, so RustPython's pwd and grp
+    raise PermissionError; CPython raises KeyError for a user it does not know,
+    and code (getpass, expanduser, tarfile) catches exactly that."""
+    def not_found(lookup, what, quote):
+        def wrapped(arg):
+            try:
+                return lookup(arg)
+            except OSError:
+                raise KeyError("%s(): %s not found: %s" % (lookup.__name__, what, repr(arg) if quote else arg)) from None
+        wrapped.__name__ = lookup.__name__
+        return wrapped
+
+    def nothing(lookup):
+        def wrapped():
+            try:
+                return lookup()
+            except OSError:
+                return []
+        wrapped.__name__ = lookup.__name__
+        return wrapped
+
+    for module_name, by_id, by_name, every, what_id in (
+        ("pwd", "getpwuid", "getpwnam", "getpwall", "uid"),
+        ("grp", "getgrgid", "getgrnam", "getgrall", "gid"),
+    ):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, by_id):
+            setattr(module, by_id, not_found(getattr(module, by_id), what_id, False))
+        if hasattr(module, by_name):
+            setattr(module, by_name, not_found(getattr(module, by_name), "name", True))
+        if hasattr(module, every):
+            setattr(module, every, nothing(getattr(module, every)))
+
+
+def _zoneinfo_from(tzdb_get, tzdb_names):
+    """zoneinfo reads the IANA database the worker carries (the host's
+    /usr/share/zoneinfo is outside the sandbox): it stands in for the `tzdata`
+    package, which is zoneinfo's own fallback when no TZPATH file exists."""
+    import io
+    try:
+        from zoneinfo import _common, _tzpath
+        import zoneinfo
+    except ImportError:
+        return
+
+    def load_tzdata(key):
+        data = tzdb_get(key) if isinstance(key, str) else None
+        if data is None:
+            raise zoneinfo.ZoneInfoNotFoundError("No time zone found with key %s" % key)
+        return io.BytesIO(data)
+
+    original = _tzpath.available_timezones
+
+    def available_timezones():
+        return set(tzdb_names) | original()
+
+    _common.load_tzdata = load_tzdata
+    _tzpath.available_timezones = zoneinfo.available_timezones = available_timezones
+
+
+def setup(tzdb_get, tzdb_names):
+    """Run once, before any user code."""
+    set_env("{}")
+    _lookups_fail_like_cpython()
+    _zoneinfo_from(tzdb_get, tzdb_names)
 
 
 def invoke(handler, envelope, log_cap):

@@ -4,7 +4,9 @@
 //! logs, and the request line and headers are WAGI environment variables. Two
 //! module shapes: a command exporting `_start`, or a library exporting `handler`
 //! (called after `_initialize` if that is exported). Modules get no preopened
-//! directories: WASI code sees no filesystem at all.
+//! directories: WASI code sees no filesystem at all. `argv` is the function's name
+//! and then its `metadata.json` `args`; `contentType` and `cgi` say how stdout
+//! becomes the response ([`wagi::parse_output`]).
 //!
 //! Per worker: one engine, one linker. Per function: one `InstancePre`. Per
 //! invocation: one fresh `Store`, dropped at the end, so no state leaks from one
@@ -19,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, Init, Logs, Prepare, Stats};
+use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, Init, Logs, Prepare, Stats, WasmOptions};
 use wasmtime::{Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -82,6 +84,8 @@ impl WasmBlank {
             pre,
             entry,
             env: init.env.clone(),
+            argv: std::iter::once(init.function.clone()).chain(init.wasm.args.iter().cloned()).collect(),
+            options: init.wasm.clone(),
             memory_bytes: usize::try_from(init.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             max_output: usize::try_from(init.limits.max_output_bytes).unwrap_or(usize::MAX),
             clock: {
@@ -154,6 +158,9 @@ pub struct WasmFunction {
     pre: InstancePre<InvocationState>,
     entry: Entry,
     env: Vec<(String, String)>,
+    /// The function's name, then its `args`.
+    argv: Vec<String>,
+    options: WasmOptions,
     memory_bytes: usize,
     max_output: usize,
     clock: DeadlineClock,
@@ -173,7 +180,7 @@ impl Runtime for WasmFunction {
             .stdin(MemoryInputPipe::new(request.body))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .args(&[&self.function])
+            .args(&self.argv)
             .envs(&env)
             .build_p1();
         let state = InvocationState { wasi, memory: MemoryCap { max_bytes: self.memory_bytes, hit: false } };
@@ -198,7 +205,7 @@ impl Runtime for WasmFunction {
                 logs,
             }),
             Ok(()) => Ok(Completed {
-                response: wagi::parse_output(stdout.contents().to_vec()),
+                response: wagi::parse_output(stdout.contents().to_vec(), &self.options),
                 logs,
                 stats: Stats { duration_us: started.elapsed().as_micros() as u64, cold },
             }),

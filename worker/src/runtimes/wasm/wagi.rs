@@ -1,7 +1,8 @@
 //! WAGI/CGI conventions: the request as environment variables, and the module's
-//! stdout as the response (optionally led by CGI headers).
+//! stdout as the response (optionally led by CGI headers, unless the function
+//! turned that off with `"cgi": false`).
 
-use polyfaas_protocol::{HttpRequest, HttpResponse};
+use polyfaas_protocol::{HttpRequest, HttpResponse, WasmOptions};
 
 /// The CGI variables a module sees for `request`, after the function's own env.
 pub fn request_env(function: &str, request: &HttpRequest) -> Vec<(String, String)> {
@@ -26,9 +27,12 @@ pub fn request_env(function: &str, request: &HttpRequest) -> Vec<(String, String
 
 /// Turns what a module printed into a response. Output that starts with a CGI
 /// header block (`Name: value` lines, then a blank line) sets the status
-/// (`Status: 201`) and headers; anything else is the body of a JSON 200.
-pub fn parse_output(stdout: Vec<u8>) -> HttpResponse {
-    match split_cgi_headers(&stdout) {
+/// (`Status: 201`) and headers; anything else is the body of a 200. Without
+/// `options.cgi`, all of stdout is the body. The `content-type` is the one the
+/// headers set, else `options.content_type`.
+pub fn parse_output(stdout: Vec<u8>, options: &WasmOptions) -> HttpResponse {
+    let cgi = if options.cgi { split_cgi_headers(&stdout) } else { None };
+    match cgi {
         Some((headers, body_start)) => {
             let mut status = 200;
             let mut out = Vec::new();
@@ -40,13 +44,13 @@ pub fn parse_output(stdout: Vec<u8>) -> HttpResponse {
                 }
             }
             if !out.iter().any(|(n, _)| n == "content-type") {
-                out.push(("content-type".into(), "application/json".into()));
+                out.push(("content-type".into(), options.content_type.clone()));
             }
             HttpResponse { status, headers: out, body: stdout[body_start..].to_vec() }
         }
         None => HttpResponse {
             status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: vec![("content-type".into(), options.content_type.clone())],
             body: stdout,
         },
     }
@@ -81,6 +85,30 @@ fn split_cgi_headers(out: &[u8]) -> Option<(Vec<(&str, &str)>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_output(stdout: Vec<u8>) -> HttpResponse {
+        super::parse_output(stdout, &WasmOptions::default())
+    }
+
+    #[test]
+    fn without_cgi_stdout_is_the_body_whatever_it_starts_with() {
+        let options = WasmOptions { args: vec![], content_type: "text/plain".into(), cgi: false };
+        let out = b"Total: 5\n\nitems: 3\n".to_vec();
+        let r = super::parse_output(out.clone(), &options);
+        assert_eq!((r.status, r.body), (200, out.clone()));
+        assert_eq!(r.headers, vec![("content-type".to_string(), "text/plain".to_string())]);
+        // The default (cgi on) takes that first line for a header.
+        assert_eq!(parse_output(out).body, b"items: 3\n");
+    }
+
+    #[test]
+    fn content_type_is_the_default_when_the_headers_set_none() {
+        let options = WasmOptions { args: vec![], content_type: "text/html".into(), cgi: true };
+        let r = super::parse_output(b"X-A: b\n\n<p>".to_vec(), &options);
+        assert!(r.headers.contains(&("content-type".into(), "text/html".into())));
+        let r = super::parse_output(b"Content-Type: text/plain\n\nhi".to_vec(), &options);
+        assert_eq!(r.headers, vec![("content-type".to_string(), "text/plain".to_string())]);
+    }
 
     #[test]
     fn plain_output_is_a_json_200() {

@@ -34,6 +34,7 @@ fn function(name: &str, version: u64, language: Language, concurrency: u32) -> A
         limits: FunctionLimits { timeout_ms: 1000, memory_mb: 64, concurrency },
         env: Vec::new(),
         sandbox_responses: true,
+        wasm: Default::default(),
         record: VersionRecord {
             version,
             sha256: String::new(),

@@ -70,8 +70,8 @@ fn comrak_renders_gfm_with_args_and_content_type() {
 }
 
 #[test]
-fn jaq_runs_the_filter_given_in_args() {
-    runs_as_on_the_reference("jaq_filter", "jaq-1.5.1", "input.json");
+fn toml2json_converts_with_args_and_the_default_content_type() {
+    runs_as_on_the_reference("toml2json_config", "toml2json-1.3.2", "input.toml");
 }
 
 #[test]

@@ -159,7 +159,10 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         let env = if lang == "wasm" { out.clone() } else { out["result"].clone() };
         let env = env.as_object().cloned().unwrap_or_default();
         for key in env.keys() {
+            // Python's HOME is a fixed, documented value (README, Python), not the server's.
+            let fixed_home = lang == "python" && key == "HOME" && env[key] == "/nonexistent";
             let allowed = key == "OWN_SECRET"
+                || fixed_home
                 || (lang == "wasm"
                     && (key.starts_with("HTTP_") || key.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
             assert!(allowed && !key.starts_with("POLYFAAS"), "{lang}: leaked {key}: {out}");

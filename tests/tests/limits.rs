@@ -57,7 +57,8 @@ fn concurrency_past_the_queue_is_429_with_retry_after() {
 fn a_function_that_keeps_failing_to_start_is_unhealthy_and_others_carry_on() {
     let server = Server::start(&[]);
     // Passes the upload's dry run (in staging/), fails every real Init (in functions/).
-    let code = "if '/functions/' in __file__:\n    raise RuntimeError('broken at init')\n\ndef handler(ctx):\n    return 'never'\n";
+    // (`__file__` is relative to the bundle; the working directory is the bundle.)
+    let code = "import os\nif '/functions/' in os.getcwd():\n    raise RuntimeError('broken at init')\n\ndef handler(ctx):\n    return 'never'\n";
     let zip = common::zip(&[
         ("metadata.json", br#"{"language":"python","entrypointFile":"handler.py"}"#),
         ("handler.py", code.as_bytes()),

@@ -171,3 +171,28 @@ module.exports = async (ctx) => {
     let r = server.invoke("timers", &json!({"wait": 1}));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn regexp_source_escapes_a_slash_once() {
+    // boa 0.22 alone gives `a\\/b` for /a\/b/.source (boa-dev/boa#5535); a pattern
+    // rebuilt from it then matches a backslash instead of a slash.
+    let server = Server::start(&[]);
+    let handler = r#"
+module.exports = () => {
+  const slash = /a\/b/, inClass = /[/]x/, plain = /ab/;
+  const rebuilt = new RegExp(slash.source + "|" + /c\/d/.source);
+  return {
+    sources: [slash.source, inClass.source, plain.source, new RegExp("a/b").source, String(slash)],
+    rebuilt: [rebuilt.test("a/b"), rebuilt.test("c/d"), rebuilt.test("a\\/b")],
+  };
+};
+"#;
+    deploy_ok(&server, "re", &bundle("handler.js", &[("handler.js", handler)]));
+    let r = server.invoke("re", &json!({}));
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"sources": ["a\\/b", "[/]x", "ab", "a\\/b", "/a\\/b/"], "rebuilt": [true, true, false]})),
+        "{}",
+        r.text()
+    );
+}

@@ -189,7 +189,8 @@ fn cut(mut text: String, max: usize) -> String {
 fn confine(config: &SandboxConfig, bundle_dir: &str, memory_mb: Option<u64>) -> Result<(), String> {
     // Entered before the sandbox: its seccomp policy refuses chdir, and the
     // working directory grants nothing Landlock does not allow anyway.
-    std::env::set_current_dir(bundle_dir).map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
+    std::env::set_current_dir(bundle_dir)
+        .map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
     match sandbox::apply_for_function(config, Path::new(bundle_dir), memory_mb) {
         Ok(report) => {
             info!("sandbox: {report}");

@@ -30,8 +30,12 @@ function handler(ctx) {
     }
     case "readFile": case "writeFile": case "connect": case "fork": case "spawn": case "killParent": case "env":
       // JavaScript on boa has no file, network, process or environment API at all;
-      // look for the usual ones anyway.
-      for (const name of ["require", "process", "Deno", "Bun", "fetch", "XMLHttpRequest", "WebSocket"]) {
+      // look for the usual ones anyway. `require` exists (CommonJS inside the
+      // bundle) but must refuse Node's built-ins and anything outside the bundle.
+      for (const spec of ["fs", "node:fs", "child_process", "net", "os", "/etc/passwd", "../../../etc/passwd"]) {
+        try { require(spec); return { ok: true, result: "require('" + spec + "')" }; } catch (e) { /* refused */ }
+      }
+      for (const name of ["process", "Deno", "Bun", "fetch", "XMLHttpRequest", "WebSocket"]) {
         if (typeof globalThis[name] !== "undefined") return { ok: true, result: name };
       }
       return input.action === "env" ? { ok: true, result: {} } : { ok: false, error: "no such API in this runtime" };

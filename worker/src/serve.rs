@@ -187,7 +187,8 @@ fn cut(mut text: String, max: usize) -> String {
 /// relative to `.` (a handler's `open("data.txt")` finds its own file), never
 /// through the absolute path.
 fn confine(config: &SandboxConfig, bundle_dir: &str, memory_mb: Option<u64>) -> Result<(), String> {
-    // First: the seccomp filter the sandbox ends with refuses chdir.
+    // Entered before the sandbox: its seccomp policy refuses chdir, and the
+    // working directory grants nothing Landlock does not allow anyway.
     std::env::set_current_dir(bundle_dir)
         .map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
     match sandbox::apply_for_function(config, Path::new(bundle_dir), memory_mb) {

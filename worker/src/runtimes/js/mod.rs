@@ -1,16 +1,28 @@
 //! JavaScript on boa.
 //!
-//! The entrypoint is evaluated once, at `Init`. A file ending in `.mjs`, or one
-//! with top-level `import`/`export` lines, is an ES module (its `default` export,
-//! else its `handler` export, is the handler; it may import `.js`/`.mjs` files of
-//! its own bundle and nothing else). Any other file is a script, the original
-//! project's convention: the value of its last expression is the handler, else a
-//! global `handler`. Each invocation calls the handler with a fresh `ctx` built by
-//! `prelude.js`; `console.*` goes to the invocation's logs. Globals persist
-//! between invocations of the same function in the same worker, as in a warm
-//! Lambda; a worker never serves another function.
+//! Owns: building one boa context per function at `Init` (web globals, the
+//! CommonJS runtime, the ctx prelude, then the entry), classifying the entry
+//! file, and calling the handler per invocation with its jobs and timers run to
+//! completion before the answer. Must never: read outside the bundle (module
+//! resolution is loader.rs/resolve.rs), or let one invocation's console output
+//! reach another's logs.
+//!
+//! The entry file is, in this order: an ES module if it ends in `.mjs`, if the
+//! nearest `package.json` says `"type": "module"`, or if it has top-level
+//! `import`/`export` statements (its `default` export, else its `handler`
+//! export, is the handler); CommonJS if it ends in `.cjs` or mentions
+//! `module.exports`/`exports.` (its `module.exports` if that is a function,
+//! else `module.exports.handler`, else `module.exports.default`); otherwise a
+//! script, the original project's convention: the value of its last expression
+//! is the handler, else a global `handler` (a script can `require` too).
+//! Globals persist between invocations of the same function in the same worker,
+//! as in a warm Lambda; a worker never serves another function.
 
+mod jobs;
+mod json;
 mod loader;
+mod resolve;
+mod web;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -18,21 +30,22 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use boa_engine::builtins::promise::PromiseState;
-use boa_engine::module::IdleModuleLoader;
 use boa_engine::object::ObjectInitializer;
 use boa_engine::object::builtins::JsFunction;
 use boa_engine::property::Attribute;
-use boa_engine::{
-    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source, js_string,
-};
+use boa_engine::{Context, JsError, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source, js_string};
 use boa_gc::{Finalize, Trace};
 use polyfaas_protocol::{FailureKind, HttpRequest, Init, Prepare, Stats};
 
-use self::loader::RootedLoader;
+use self::jobs::Jobs;
+use self::loader::BundleLoader;
+use self::resolve::{Format, normalize};
 use super::script::{LogBuffer, request_value, response_from_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.js");
+/// How long a bundle's top level may run at upload (its dry run has no limits).
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A blank JavaScript worker. Boa contexts are cheap (about a millisecond), and a
 /// context cannot be re-rooted at a bundle once built, so the context is made at
@@ -43,12 +56,12 @@ impl JsBlank {
     /// Loads the entrypoint as `Init` would, to reject a bundle whose code does
     /// not load (syntax error, no handler, a throwing top level) at upload.
     pub fn prepare(&self, prepare: &Prepare) -> Result<(), String> {
-        load(Path::new(&prepare.bundle_dir), &prepare.entrypoint, "prepare", 1 << 20).map(|_| ())
+        load(&prepare.entrypoint, "prepare", 1 << 20, PREPARE_TIMEOUT).map(|_| ())
     }
 
     pub fn init(&self, init: &Init) -> Result<JsFunctionRuntime, String> {
         let max_output = usize::try_from(init.limits.max_output_bytes).unwrap_or(usize::MAX);
-        load(Path::new(&init.bundle_dir), &init.entrypoint, &init.function, max_output)
+        load(&init.entrypoint, &init.function, max_output, Duration::from_millis(init.limits.timeout_ms))
     }
 }
 
@@ -65,53 +78,89 @@ pub struct JsFunctionRuntime {
     context: Context,
     handler: JsFunction,
     invoke: JsFunction,
+    jobs: Rc<Jobs>,
     logs: Rc<RefCell<LogBuffer>>,
     function: String,
     cold: bool,
 }
 
-fn load(bundle: &Path, entrypoint: &str, function: &str, max_output: usize) -> Result<JsFunctionRuntime, String> {
-    let path = bundle.join(entrypoint);
-    let code = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
-    let module_mode = entrypoint.ends_with(".mjs") || has_module_syntax(&code);
-    let loader = Rc::new(RootedLoader::new(bundle).map_err(|e| format!("bundle directory: {e}"))?);
-    let mut builder = Context::builder();
-    builder = if module_mode {
-        builder.module_loader(loader.clone())
-    } else {
-        builder.module_loader(Rc::new(IdleModuleLoader))
-    };
-    let mut context = builder.build().map_err(|e| format!("cannot start the JavaScript engine: {e}"))?;
+/// How the entry file runs (see the module documentation).
+#[derive(Debug, PartialEq, Eq)]
+enum EntryKind {
+    Script,
+    CommonJs,
+    Module,
+}
+
+fn classify(entry: &Path, code: &str, loader: &BundleLoader) -> EntryKind {
+    match entry.extension().and_then(|e| e.to_str()) {
+        Some("mjs") => EntryKind::Module,
+        Some("cjs") => EntryKind::CommonJs,
+        _ if loader.resolver().format_of(entry) == Format::Esm => EntryKind::Module,
+        _ if looks_commonjs(code) => EntryKind::CommonJs,
+        _ => EntryKind::Script,
+    }
+}
+
+/// `module.exports`, or `exports.x`/`exports[…]` not preceded by a property access.
+fn looks_commonjs(code: &str) -> bool {
+    if code.contains("module.exports") {
+        return true;
+    }
+    code.match_indices("exports").any(|(i, _)| {
+        let before = code[..i].chars().next_back();
+        let after = code[i + "exports".len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.')
+            && matches!(after, Some('.' | '['))
+    })
+}
+
+fn load(entrypoint: &str, function: &str, max_output: usize, timeout: Duration) -> Result<JsFunctionRuntime, String> {
+    let entry: PathBuf = normalize(Path::new(entrypoint)).ok_or_else(|| format!("{entrypoint}: outside the bundle"))?;
+    let loader = Rc::new(BundleLoader::new());
+    let code = loader.resolver().read(&entry).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
+    let jobs = Rc::new(Jobs::new());
+    let mut context = Context::builder()
+        .module_loader(loader.clone())
+        .job_executor(jobs.clone())
+        .build()
+        .map_err(|e| format!("cannot start the JavaScript engine: {e}"))?;
     let logs = Rc::new(RefCell::new(LogBuffer::new(max_output)));
     install_console(&mut context, &logs).map_err(|e| format!("cannot install console: {e}"))?;
-
+    web::install(&mut context).map_err(|e| format!("cannot install the web globals: {e}"))?;
+    loader.install(&mut context).map_err(|e| format!("cannot install the CommonJS runtime: {e}"))?;
     let invoke = context
         .eval(Source::from_bytes(PRELUDE))
         .ok()
         .and_then(|v| v.as_function())
         .ok_or("the JavaScript prelude did not load")?;
 
-    let handler = if module_mode {
-        load_module(&mut context, &loader, &path, entrypoint)
-    } else {
-        load_script(&mut context, &code, &path, entrypoint)
+    jobs.set_deadline(Instant::now() + timeout);
+    let handler = match classify(&entry, &code, &loader) {
+        EntryKind::Module => load_module(&mut context, &loader, &entry, entrypoint),
+        EntryKind::CommonJs => load_commonjs(&mut context, &loader, &entry, entrypoint),
+        EntryKind::Script => load_script(&mut context, &loader, &code, &entry, entrypoint),
     }?;
     // The top level's console output belongs to no invocation; keep it out of the first.
     logs.borrow_mut().take();
-    Ok(JsFunctionRuntime { context, handler, invoke, logs, function: function.to_string(), cold: true })
+    Ok(JsFunctionRuntime { context, handler, invoke, jobs, logs, function: function.to_string(), cold: true })
 }
 
-/// Top-level `import`/`export` statements mean the file is a module.
-fn has_module_syntax(code: &str) -> bool {
-    code.lines().map(str::trim_start).any(|l| {
-        (l.starts_with("import ") && !l.starts_with("import(")) || l.starts_with("import{") || l.starts_with("export ")
-    })
-}
-
-fn load_script(context: &mut Context, code: &str, path: &Path, entrypoint: &str) -> Result<JsFunction, String> {
-    let completion = context
-        .eval(Source::from_bytes(code).with_path(path))
+fn load_script(
+    context: &mut Context,
+    loader: &BundleLoader,
+    code: &str,
+    entry: &Path,
+    entrypoint: &str,
+) -> Result<JsFunction, String> {
+    let require = loader.make_require(entry, context).map_err(|e| describe_load_error(&e, entrypoint, context))?;
+    context
+        .register_global_property(js_string!("require"), require, Attribute::WRITABLE | Attribute::CONFIGURABLE)
         .map_err(|e| describe_load_error(&e, entrypoint, context))?;
+    let completion = context
+        .eval(Source::from_bytes(code).with_path(entry))
+        .map_err(|e| describe_load_error(&e, entrypoint, context))?;
+    context.run_jobs().map_err(|e| describe_load_error(&e, entrypoint, context))?;
     if let Some(f) = completion.as_function() {
         return Ok(f);
     }
@@ -126,16 +175,38 @@ fn load_script(context: &mut Context, code: &str, path: &Path, entrypoint: &str)
         })
 }
 
-fn load_module(
+fn load_commonjs(
     context: &mut Context,
-    loader: &RootedLoader,
-    path: &Path,
+    loader: &BundleLoader,
+    entry: &Path,
     entrypoint: &str,
 ) -> Result<JsFunction, String> {
-    let canonical: PathBuf = path.canonicalize().map_err(|e| format!("{entrypoint}: {e}"))?;
-    let source = Source::from_filepath(&canonical).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
-    let module = Module::parse(source, None, context).map_err(|e| describe_load_error(&e, entrypoint, context))?;
-    loader.insert(canonical, module.clone());
+    let exports =
+        loader.require(entry, Format::CommonJs, context).map_err(|e| describe_load_error(&e, entrypoint, context))?;
+    context.run_jobs().map_err(|e| describe_load_error(&e, entrypoint, context))?;
+    if let Some(f) = exports.as_function() {
+        return Ok(f);
+    }
+    if let Some(object) = exports.as_object() {
+        for name in [js_string!("handler"), js_string!("default")] {
+            if let Some(f) = object.get(name, context).ok().and_then(|v| v.as_function()) {
+                return Ok(f);
+            }
+        }
+    }
+    Err(format!(
+        "{entrypoint}: module.exports is not a function and has no function `handler` or `default` (CommonJS entry)"
+    ))
+}
+
+fn load_module(
+    context: &mut Context,
+    loader: &BundleLoader,
+    entry: &Path,
+    entrypoint: &str,
+) -> Result<JsFunction, String> {
+    let module =
+        loader.module_at(entry, Format::Esm, context).map_err(|e| describe_load_error(&e, entrypoint, context))?;
     let promise = module.load_link_evaluate(context);
     context.run_jobs().map_err(|e| describe_load_error(&e, entrypoint, context))?;
     match promise.state() {
@@ -197,36 +268,37 @@ fn install_console(context: &mut Context, logs: &Rc<RefCell<LogBuffer>>) -> JsRe
 
 impl JsFunctionRuntime {
     /// Calls the handler through the prelude; returns the response envelope.
-    fn call(&mut self, envelope: &serde_json::Value) -> JsResult<String> {
+    /// `Ok(None)`: the handler's promise had not settled when the jobs that
+    /// could run before `deadline` were done.
+    fn call(&mut self, envelope: &serde_json::Value, deadline: Instant) -> JsResult<Option<String>> {
         let request = JsValue::from_json(envelope, &mut self.context)?;
         let args = [self.handler.clone().into(), request];
         let mut result = self.invoke.call(&JsValue::undefined(), &args, &mut self.context)?;
-        // Microtasks queued by the handler run now; an async handler settles here.
+        // Microtasks and timers queued by the handler run now; an async handler settles here.
+        self.jobs.set_deadline(deadline);
         self.context.run_jobs()?;
         if let Some(promise) = result.as_promise() {
             result = match promise.state() {
                 PromiseState::Fulfilled(v) => v,
                 PromiseState::Rejected(e) => return Err(JsError::from_opaque(e)),
-                PromiseState::Pending => {
-                    return Err(JsNativeError::error().with_message("the handler's promise never settled").into());
-                }
+                PromiseState::Pending => return Ok(None),
             };
         }
         result
             .as_string()
-            .map(|s| s.to_std_string_lossy())
+            .map(|s| Some(s.to_std_string_lossy()))
             .ok_or_else(|| JsNativeError::typ().with_message("the prelude returned no envelope").into())
     }
 }
 
 impl Runtime for JsFunctionRuntime {
-    fn invoke(&mut self, request: HttpRequest, _deadline: Duration) -> Result<Completed, Failure> {
+    fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
         // Boa cannot be interrupted: the supervisor's hard deadline kills this
-        // worker if the handler runs past its timeout.
+        // worker if the handler's own code runs past its timeout. Timers stop at it.
         let started = Instant::now();
         let envelope = request_value(&self.function, &request);
         drop(request);
-        let outcome = self.call(&envelope);
+        let outcome = self.call(&envelope, started + deadline);
         let cold = std::mem::replace(&mut self.cold, false);
         let overflowed = self.logs.borrow().overflowed();
         let mut logs = self.logs.borrow_mut().take();
@@ -238,7 +310,17 @@ impl Runtime for JsFunctionRuntime {
             });
         }
         match outcome {
-            Ok(text) => {
+            Ok(None) if self.jobs.cut_short() || started.elapsed() >= deadline => Err(Failure {
+                kind: FailureKind::Timeout,
+                message: "the handler's promise had not settled by its deadline (its timers were due after it)".into(),
+                logs,
+            }),
+            Ok(None) => Err(Failure {
+                kind: FailureKind::HandlerError,
+                message: "the handler's promise never settled (nothing left to run: no timer, no pending job)".into(),
+                logs,
+            }),
+            Ok(Some(text)) => {
                 let response = response_from_envelope(&text).map_err(|message| Failure {
                     kind: FailureKind::HandlerError,
                     message,
@@ -264,13 +346,24 @@ impl Runtime for JsFunctionRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::has_module_syntax;
+    use super::looks_commonjs;
+    use super::resolve::has_module_syntax;
 
     #[test]
     fn detects_module_syntax_only_at_statement_level() {
         assert!(has_module_syntax("import { a } from './a.js';\n"));
         assert!(has_module_syntax("  export default function h() {}"));
+        assert!(has_module_syntax("import{a}from'./a.js';export{a}"));
         assert!(!has_module_syntax("const x = await import('./a.js');"));
         assert!(!has_module_syntax("function handler(ctx) { /* import stuff */ }\nhandler"));
+    }
+
+    #[test]
+    fn commonjs_is_told_by_its_exports() {
+        assert!(looks_commonjs("module.exports = function (ctx) {}"));
+        assert!(looks_commonjs("exports.handler = async (ctx) => 1;"));
+        assert!(looks_commonjs("exports['handler'] = h;"));
+        assert!(!looks_commonjs("const m = require('marked');\nfunction handler(ctx) {}\nhandler"));
+        assert!(!looks_commonjs("obj.exports.x = 1; myexports.y = 2;\nhandler"));
     }
 }

@@ -4,6 +4,15 @@
 (function () {
   "use strict";
   const parse = JSON.parse, stringify = JSON.stringify;
+  // Captured now: a handler that replaces a global must not break ctx.
+  const encoder = new TextEncoder(), fromBase64 = atob;
+  function bytesOf(req) {
+    if (req.bodyBase64 === null || req.bodyBase64 === undefined) return encoder.encode(req.body);
+    const raw = fromBase64(req.bodyBase64);
+    const out = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+    return out;
+  }
   // `req` is the request envelope, already an object: the host builds it
   // natively (Boa's JSON.parse runs its full JavaScript parser).
   function invoke(handler, req) {
@@ -18,6 +27,8 @@
         const v = req.headers[String(name).toLowerCase()];
         return v === undefined ? null : v;
       },
+      query() { return req.rawQuery; },
+      headers() { return req.headerList; },
       method() { return req.method; },
       path() { return req.path; },
     };
@@ -34,6 +45,7 @@
       request() { return request; },
       response() { return response; },
       body() { return req.body; },
+      bodyBytes() { return bytesOf(req); },
       bodyAsJson() { try { return parse(req.body); } catch (e) { return null; } },
       json(value) {
         res.headers.push(["content-type", "application/json"]);

@@ -145,6 +145,8 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_getdents64, "std read_dir (Ruby bundle sources, RustPython os.listdir)"),
     rule!(ALLOW, SYS_readlinkat, "glibc realpath (JS loader canonicalize)"),
     rule!(ALLOW, SYS_getcwd, "glibc realpath, RustPython os.getcwd"),
+    rule!(ALLOW, SYS_chdir, "serve.rs confine: entering the bundle once seccomp is on; RustPython os.chdir"),
+    rule!(ALLOW, SYS_fchdir, "entering the bundle by its descriptor"),
     rule!(ALLOW, SYS_faccessat, "RustPython os.access"),
     rule!(ALLOW, SYS_faccessat2, "glibc faccessat (tries faccessat2 first)"),
     // Memory. Private mappings only: RLIMIT_DATA does not count shared ones, so

@@ -207,3 +207,45 @@ fn mustache_vendored_with_a_template_file() {
 fn more_stdlib_and_a_module_from_the_bundles_lib() {
     run(&Case { name: "stdlib", gems: &[], method: "POST", query: "", headers: &[], body: "to be or not to be, that" });
 }
+
+#[test]
+fn yaml_psych_from_the_standard_library() {
+    run(&Case {
+        name: "yaml",
+        gems: &[],
+        method: "POST",
+        query: "",
+        headers: &[],
+        body: "name: corpus\nlist:\n  - 1\n  - two\n  - {three: 3}\nnested:\n  ok: true\n",
+    });
+}
+
+/// /app is the bundle, read-only, and nothing beyond it is reachable.
+#[test]
+fn the_bundle_is_all_a_ruby_handler_sees_and_it_is_read_only() {
+    let code = r#"
+def handler(ctx)
+  tries = {
+    "up" => -> { File.read("../metadata.json") },
+    "dotdot" => -> { File.read("/app/../etc/passwd") },
+    "host" => -> { File.read("/etc/passwd") },
+    "list_up" => -> { Dir.children("/app/..").size },
+    "write" => -> { File.write("/app/x.txt", "x") },
+    "own" => -> { File.read("metadata.json").size > 0 },
+  }
+  tries.to_h { |k, f| [k, (f.call == true rescue $!.class.name)] }
+end
+"#;
+    let metadata = r#"{"language":"ruby","entrypointFile":"handler.rb"}"#;
+    let server = Server::start(&[]);
+    let up =
+        server.deploy("confined", &zip(&[("metadata.json", metadata.as_bytes()), ("handler.rb", code.as_bytes())]));
+    assert_eq!(up.status, 201, "{}", up.text());
+    let r = server.call("GET", "/fn/confined", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = r.json();
+    assert_eq!(out["own"], true, "{out}");
+    for k in ["up", "dotdot", "host", "list_up", "write"] {
+        assert!(out[k].as_str().is_some_and(|e| e.starts_with("Errno::")), "{k} was not refused: {out}");
+    }
+}

@@ -1,6 +1,9 @@
 # More of the standard library and bundled gems: set, time, digest, base64
-# (a bundled gem since 3.4), erb, and a module from the bundle's lib/ by `require`.
+# (a bundled gem since 3.4), erb, openssl, rexml (bundled gem), and a module from
+# the bundle's lib/ by `require`.
 require "set"
+require "openssl"
+require "rexml/document"
 require "time"
 require "digest"
 require "base64"
@@ -16,6 +19,8 @@ def handler(ctx)
     "base64" => Base64.strict_encode64(ctx.body),
     "erb" => ERB.new("<%= words.first %>/<%= words.size %>").result(binding),
     "area" => Shapes.area(3, 4),
+    "hmac" => OpenSSL::HMAC.hexdigest("SHA256", "key", ctx.body),
+    "xml" => REXML::Document.new("<a><b n='1'>x</b><b n='2'/></a>").get_elements("//b").map { |e| e.attributes["n"] },
     "cwd" => Dir.pwd == __dir__
   })
 end

@@ -4,7 +4,8 @@ require "cgi"
 def handler(ctx)
   params = CGI.parse(ctx.request.query)
   html = "<ul>" + params.sort.map { |k, vs| "<li>#{CGI.escapeHTML(k)}=#{vs.map { |v| CGI.escapeHTML(v) }.join(",")}</li>" }.join + "</ul>"
-  agent = ctx.request.headers.select { |name, _| name.start_with?("x-corpus") }
+  # Sorted: the order two distinct headers arrive in is not kept end to end.
+  agent = ctx.request.headers.select { |name, _| name.start_with?("x-corpus") }.sort
   ctx.response
      .setStatusCode(201)
      .putHeader("content-type", "text/html; charset=utf-8")

@@ -142,9 +142,11 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_fstat, "std File metadata"),
     rule!(ALLOW, SYS_newfstatat, "glibc stat/lstat (Path::is_file, canonicalize)"),
     rule!(ALLOW, SYS_statx, "std fs::metadata (probes statx first)"),
-    rule!(ALLOW, SYS_getdents64, "std read_dir (Ruby bundle sources, RustPython os.listdir)"),
+    rule!(ALLOW, SYS_getdents64, "std read_dir, wasmtime-wasi fd_readdir (Ruby under /app), RustPython os.listdir"),
     rule!(ALLOW, SYS_readlinkat, "glibc realpath (JS loader canonicalize)"),
     rule!(ALLOW, SYS_getcwd, "glibc realpath, RustPython os.getcwd"),
+    rule!(ALLOW, SYS_chdir, "serve.rs confine: entering the bundle once seccomp is on; RustPython os.chdir"),
+    rule!(ALLOW, SYS_fchdir, "entering the bundle by its descriptor"),
     rule!(ALLOW, SYS_faccessat, "RustPython os.access"),
     rule!(ALLOW, SYS_faccessat2, "glibc faccessat (tries faccessat2 first)"),
     // Memory. Private mappings only: RLIMIT_DATA does not count shared ones, so

@@ -3,9 +3,9 @@
 //! The module is compiled once (`polyfaas-worker --precompile`, run by the
 //! supervisor at startup into its runtime cache) and deserialized by each blank
 //! worker, which boots the VM (`ruby-init`, ~50 ms) and loads `prelude.rb` before
-//! any function is known. `Init` hands the VM the bundle's `.rb` files (the VM has
-//! no preopened directory: it cannot read any host file) and evaluates the
-//! entrypoint. Invocations are evals of `Polyfaas.invoke`; the store lives on, so
+//! any function is known. `Init` mounts the bundle read-only at `/app` (the VM's
+//! only host directory, see `vm.rs`; the worker is confined to the bundle by
+//! then) and evaluates the entrypoint from there. Invocations are evals of `Polyfaas.invoke`; the store lives on, so
 //! Ruby state persists between invocations of the function, like a warm Lambda.
 //! Deadlines interrupt through the engine's epoch; a trap (deadline, memory
 //! limit) leaves the VM unusable, so it is booted again and the function reloaded.
@@ -27,9 +27,6 @@ use super::script::{ScriptOutcome, env_json, request_envelope};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.rb");
-/// Bundles' Ruby sources are handed to the VM in one string: bound it.
-const MAX_SOURCE_BYTES: u64 = 16 << 20;
-const MAX_SOURCE_FILES: usize = 2_000;
 
 /// Compiles the Ruby module for this worker's engine into `cache_dir` (once: an
 /// existing file is reused) and returns the precompiled file's path. Run by the
@@ -88,7 +85,7 @@ impl RubyBlank {
 
     /// Loads the bundle as `Init` would, to reject one whose code does not load.
     pub fn prepare(&mut self, prepare: &Prepare) -> Result<(), String> {
-        load(&mut self.vm, Path::new(&prepare.bundle_dir), &prepare.entrypoint)
+        load(&mut self.vm, &prepare.entrypoint)
     }
 
     pub fn init(mut self, init: &Init) -> Result<RubyFunction, String> {
@@ -97,14 +94,12 @@ impl RubyBlank {
         self.stdout.set_cap(max_output);
         self.stderr.set_cap(max_output);
         self.vm.set_memory_limit(max_memory);
-        let bundle = PathBuf::from(&init.bundle_dir);
         set_env(&mut self.vm, &init.env)?;
-        load(&mut self.vm, &bundle, &init.entrypoint)?;
+        load(&mut self.vm, &init.entrypoint)?;
         let engine = self.engine.clone();
         Ok(RubyFunction {
             clock: DeadlineClock::start(move || engine.increment_epoch()),
             blank: self,
-            bundle,
             entrypoint: init.entrypoint.clone(),
             env: init.env.clone(),
             function: init.function.clone(),
@@ -140,10 +135,10 @@ fn set_env(vm: &mut RubyVm, env: &[(String, String)]) -> Result<(), String> {
     }
 }
 
-/// Hands the bundle's `.rb` files to the VM and evaluates the entrypoint.
-fn load(vm: &mut RubyVm, bundle: &Path, entrypoint: &str) -> Result<(), String> {
-    let files = ruby_sources(bundle).map_err(|e| format!("reading the bundle: {e:#}"))?;
-    let code = format!("Polyfaas.load(\"{}\", {})", base64(files.as_bytes()), serde_json::Value::from(entrypoint));
+/// Mounts the bundle at `/app` and evaluates the entrypoint there.
+fn load(vm: &mut RubyVm, entrypoint: &str) -> Result<(), String> {
+    vm.mount_app().map_err(|e| format!("mounting the bundle: {e:#}"))?;
+    let code = format!("Polyfaas.load({})", serde_json::Value::from(entrypoint));
     match vm.eval_string(code.as_bytes()) {
         Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
         Ok(Eval::Value(v)) => {
@@ -169,32 +164,6 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("error").to_string()
 }
 
-/// `{"/app/<path>": source}` for every `.rb` file of the bundle, as JSON.
-fn ruby_sources(bundle: &Path) -> Result<String> {
-    let mut map = serde_json::Map::new();
-    let mut total = 0u64;
-    let mut stack = vec![bundle.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() && path.extension().is_some_and(|e| e == "rb") {
-                total += entry.metadata()?.len();
-                anyhow::ensure!(
-                    total <= MAX_SOURCE_BYTES && map.len() < MAX_SOURCE_FILES,
-                    "too much Ruby source in the bundle"
-                );
-                let relative = path.strip_prefix(bundle)?.to_string_lossy().into_owned();
-                map.insert(format!("/app/{relative}"), std::fs::read_to_string(&path)?.into());
-            }
-        }
-    }
-    Ok(serde_json::Value::Object(map).to_string())
-}
-
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -215,7 +184,6 @@ fn base64(bytes: &[u8]) -> String {
 pub struct RubyFunction {
     blank: RubyBlank,
     clock: DeadlineClock,
-    bundle: PathBuf,
     entrypoint: String,
     env: Vec<(String, String)>,
     function: String,
@@ -233,7 +201,7 @@ impl RubyFunction {
             .map_err(|e| format!("{e:#}"))
             .and_then(|mut vm| {
                 set_env(&mut vm, &self.env)?;
-                load(&mut vm, &self.bundle, &self.entrypoint).map(|()| vm)
+                load(&mut vm, &self.entrypoint).map(|()| vm)
             });
         match rebooted {
             Ok(vm) => b.vm = vm,

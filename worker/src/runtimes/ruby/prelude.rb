@@ -1,16 +1,26 @@
 # The ctx API for Ruby handlers (the README's "Scripts: the `ctx` API"), built over the
-# JSON envelopes of runtimes/script.rs, and the loader for the bundle's files.
+# JSON envelopes of runtimes/script.rs, and the loader of the bundle.
 #
-# The Ruby VM sees no host filesystem at all: the host passes the bundle's .rb
-# files at Init, and `require_relative` between them is served from that map.
+# The bundle is mounted read-only at /app (vm.rs), which becomes the working
+# directory: Ruby's own `require`, `require_relative`, `autoload` and `File.read`
+# work on it as on any directory. Nothing else of the host is visible. This file
+# runs once per VM, before any bundle is known: it must never touch /app.
 $stdout.sync = true
 $stderr.sync = true
 require "json"
+require "rbconfig"
+
+# Ruby 3.4's bundled gems (csv, base64, rexml, …) are in the module's own file
+# system, but RubyGems is off (vm.rs), so nothing activates them: their lib
+# directories go on the load path after the standard library, once, here.
+Dir.glob(File.join(RbConfig::CONFIG["rubylibprefix"], "gems", RbConfig::CONFIG["ruby_version"], "gems", "*", "lib"))
+   .sort.each { |dir| $LOAD_PATH << dir }
 
 module Polyfaas
   ROOT = "/app"
-  @files = {}
-  @loaded = {}
+  # Where a bundle keeps its dependencies (README: "Packaging gems"); these go before
+  # the standard library, as Bundler puts a Gemfile's gems.
+  VENDOR_GLOBS = ["lib", "vendor", "vendor/*/lib", "vendor/bundle/ruby/*/gems/*/lib"].freeze
   @handler = nil
 
   class Request
@@ -19,6 +29,8 @@ module Polyfaas
     def getHeader(name) = @r["headers"][name.to_s.downcase]
     def method(*args) = args.empty? ? @r["method"] : super
     def path = @r["path"]
+    def query = @r["rawQuery"]
+    def headers = @r["headerList"]
   end
 
   class Response
@@ -46,6 +58,10 @@ module Polyfaas
     def request = @request
     def response = @response
     def body = @r["body"]
+    def bodyBytes
+      b64 = @r["bodyBase64"]
+      (b64 ? b64.unpack1("m0") : @r["body"].dup).force_encoding(Encoding::BINARY)
+    end
     def bodyAsJson
       JSON.parse(@r["body"])
     rescue StandardError
@@ -67,13 +83,17 @@ module Polyfaas
     "ok"
   end
 
-  # Loads the bundle (path => source) and evaluates its entrypoint; the handler is
-  # the entrypoint's last value if callable (a lambda, a proc, `method(:x)`), the
+  # Evaluates the entrypoint, which the host has just mounted at /app; the handler
+  # is the entrypoint's last value if callable (a lambda, a proc, `method(:x)`), the
   # method a trailing `def` names, or else a top-level method `handler`.
-  def self.load(b64, entry)
-    @files = decode(b64)
-    @loaded = {}
-    value = require_file("#{ROOT}/#{entry}")
+  def self.load(entry)
+    Dir.chdir(ROOT)
+    vendored = VENDOR_GLOBS.flat_map { |g| Dir.glob("#{ROOT}/#{g}").select { |d| File.directory?(d) }.sort }
+    $LOAD_PATH.unshift(*vendored)
+    path = "#{ROOT}/#{entry}"
+    # Evaluated, not `load`ed, for its last value; the file name makes
+    # `require_relative` and error traces resolve against the bundle.
+    value = TOPLEVEL_BINDING.eval(File.read(path), path, 1)
     main = TOPLEVEL_BINDING.receiver
     @handler =
       if value.respond_to?(:call) then value
@@ -84,14 +104,6 @@ module Polyfaas
     "ok"
   rescue Exception => e
     JSON.generate({ "error" => "#{e.class}: #{e.message}", "trace" => e.full_message(highlight: false) })
-  end
-
-  def self.require_file(path)
-    path = "#{path}.rb" unless path.end_with?(".rb")
-    source = @files[path] or raise LoadError, "cannot load such file -- #{path.delete_prefix(ROOT + '/')} (not in the bundle)"
-    return false if @loaded[path]
-    @loaded[path] = true
-    TOPLEVEL_BINDING.eval(source, path, 1)
   end
 
   def self.invoke(b64)
@@ -107,16 +119,6 @@ module Polyfaas
     $stdout.flush
     $stderr.flush
   end
-end
-
-module Kernel
-  # Resolved against the calling file, inside the bundle only.
-  def require_relative(path)
-    base = caller_locations(1, 1).first.path
-    full = File.expand_path(path, File.dirname(base))
-    Polyfaas.require_file(full)
-  end
-  private :require_relative
 end
 
 # Pay for the first exception's full_message now, not on a handler's first error.

@@ -3,11 +3,21 @@
 //! of its exports (`rb-abi-guest`): strings go in as (ptr, len) in guest memory
 //! (NUL-terminated, for the exports that read C strings), results come back
 //! through a return pointer, and every result handle is dropped after use.
+//!
+//! The VM's one host directory is the WASI preopen `/app`, read-only. A blank VM
+//! boots before its bundle is known, so the preopen starts on the worker's working
+//! directory at boot, and [`RubyVm::mount_app`] points it at the bundle (the
+//! working directory once the worker is confined) before any bundle code runs.
+//! It must never point anywhere else while user code can run.
 
-use anyhow::{Context, Result, bail};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
 use wasmtime::{Engine, Instance, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiView};
 
 use super::capture::Capture;
 
@@ -21,11 +31,18 @@ const EX_CLEAR_ERRINFO: &str = "rb-clear-errinfo: func() -> ()";
 /// `--disable-gems`: RubyGems, did_you_mean and error_highlight are not needed by
 /// handlers and cost ~150 ms of `ruby-init`; the stdlib (`require "json"`) stays.
 /// `-e_=0`: without a script argument Ruby would read one from stdin.
+/// `--disable-gems` also keeps the bundled gems (`csv`, …) off `$LOAD_PATH`:
+/// the prelude adds their `lib` directories itself.
 const RUBY_ARGS: [&str; 4] = ["ruby.wasm", "-EUTF-8", "--disable-gems", "-e_=0"];
+
+/// Where the bundle appears in the guest.
+pub const APP_DIR: &str = "/app";
 
 pub struct RubyState {
     wasi: WasiP1Ctx,
     limiter: MemoryCap,
+    /// (device, inode) of the directory `/app` was last pointed at.
+    app: (u64, u64),
 }
 
 /// Caps the VM's linear memory (which only grows) and remembers being hit.
@@ -89,9 +106,18 @@ impl RubyVm {
         stderr: &Capture,
         max_memory: usize,
     ) -> Result<Self> {
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
-        let mut store =
-            Store::new(engine, RubyState { wasi, limiter: MemoryCap { max_bytes: max_memory, hit: false } });
+        // Opened O_PATH by wasmtime-wasi, which Landlock does not check; what the
+        // guest opens beneath it is checked, against the bundle once confined.
+        let app = identity(&std::fs::metadata(".").context("the working directory")?);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .preopened_dir(".", APP_DIR, FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .context("preopening /app")?
+            .build_p1();
+        let limiter = MemoryCap { max_bytes: max_memory, hit: false };
+        let mut store = Store::new(engine, RubyState { wasi, limiter, app });
         store.limiter(|s| &mut s.limiter);
         // Boot runs without a deadline; invocations set theirs.
         store.set_epoch_deadline(u64::MAX / 2);
@@ -206,6 +232,39 @@ impl RubyVm {
         Ok(i32::from_le_bytes(word))
     }
 
+    /// Points `/app` at the worker's working directory: the bundle, once the worker
+    /// is confined. Called before the bundle's code is loaded; the preopen's host
+    /// descriptor is replaced in place (the guest's libc keeps its descriptor
+    /// number and its path), so nothing is opened per invocation.
+    ///
+    /// # Errors
+    /// If `.` cannot be opened, or the preopen is not found.
+    pub fn mount_app(&mut self) -> Result<()> {
+        // O_PATH, as wasmtime-wasi opens preopens: every open beneath it is a
+        // fresh openat that Landlock checks against the bundle.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(".")
+            .context("opening the bundle directory")?;
+        let new = identity(&dir.metadata().context("the bundle directory")?);
+        let dir = Arc::new(dir);
+        let state = self.store.data_mut();
+        let old = state.app;
+        let mut mounted = 0;
+        for (_, entry) in state.wasi.ctx().table.iter_mut() {
+            if let Some(Descriptor::Dir(d)) = entry.downcast_mut::<Descriptor>()
+                && d.dir.metadata().is_ok_and(|m| identity(&m) == old)
+            {
+                d.dir = Arc::clone(&dir);
+                mounted += 1;
+            }
+        }
+        ensure!(mounted > 0, "the VM has no /app directory to mount the bundle on");
+        state.app = new;
+        Ok(())
+    }
+
     pub fn set_memory_limit(&mut self, max_bytes: usize) {
         self.store.data_mut().limiter.max_bytes = max_bytes;
     }
@@ -213,6 +272,10 @@ impl RubyVm {
     pub fn memory_limit_hit(&self) -> bool {
         self.store.data().limiter.hit
     }
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(

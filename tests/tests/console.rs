@@ -113,3 +113,66 @@ fn the_console_deploys_invokes_tails_rolls_back_restarts_and_charts_in_chromium(
 fn warnings(log: &str) -> String {
     log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect::<Vec<_>>().join("\n")
 }
+
+/// The admin listener's address, from the server's log.
+fn admin_addr(server: &Server) -> String {
+    let logs = server.logs();
+    let line = logs.lines().find(|l| l.contains("admin listener http://")).expect("the admin listener is logged");
+    line.split("admin listener http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_string()
+}
+
+#[test]
+fn the_console_is_on_the_admin_listener_only_with_a_strict_policy_and_no_cookie() {
+    let server = Server::start(&["--admin-listen", "127.0.0.1:0", "--admin-token", TOKEN]);
+    let admin = admin_addr(&server);
+    for path in ["/console", "/console/main.js", "/console/vendor/uPlot.iife.min.js"] {
+        let main = server.get(path);
+        assert_eq!(
+            (main.status, main.json()["code"].as_str()),
+            (404, Some("not_found")),
+            "{path} on the main listener"
+        );
+        let r = common::call(&format!("http://{admin}{path}"), "GET", &[], b"");
+        assert_eq!(r.status, 200, "{path} on the admin listener");
+        let policy = r.header("content-security-policy").expect("a policy");
+        for directive in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("http"), "{path}: {policy}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert!(r.header("set-cookie").is_none());
+    }
+    let page = common::call(&format!("http://{admin}/console"), "GET", &[], b"").text();
+    assert!(!page.contains("<script>") && !page.contains(" style="), "no inline script or style: {page}");
+    assert!(!page.contains("http://") && !page.contains("https://"), "nothing from another origin");
+    let missing = common::call(&format!("http://{admin}/console/../admin/workers"), "GET", &[], b"");
+    assert_ne!(missing.status, 200, "no path escapes the embedded files");
+    let unknown = common::call(&format!("http://{admin}/console/secret.txt"), "GET", &[], b"");
+    assert_eq!((unknown.status, unknown.json()["code"].as_str()), (404, Some("not_found")));
+}
+
+#[test]
+fn admin_series_counts_invocations_per_function_and_forgets_a_deleted_one() {
+    let server = Server::start(&["--admin-token", TOKEN]);
+    assert_eq!(server.deploy("counted", &dir_bundle_with("hello-js", None)).status, 201);
+    for _ in 0..3 {
+        assert_eq!(server.invoke("counted", &serde_json::json!({})).status, 200);
+    }
+    assert_eq!(server.get("/admin/series").status, 401, "the series are admin data");
+    let series = server.manage("GET", "/admin/series", &[], b"").json();
+    assert_eq!(series["bucketSeconds"], 5);
+    assert_eq!(series["windowSeconds"], 900);
+    let sum =
+        |v: &serde_json::Value| v.as_array().expect("array").iter().map(|n| n.as_u64().expect("count")).sum::<u64>();
+    assert_eq!(sum(&series["functions"]["counted"]["invocations"]), 3, "{series}");
+    assert_eq!(sum(&series["total"]["invocations"]), 3, "{series}");
+    assert_eq!(sum(&series["functions"]["counted"]["errors"]), 0, "{series}");
+    let only = server.manage("GET", "/admin/series?function=counted", &[], b"").json();
+    assert_eq!(only["functions"].as_object().map(serde_json::Map::len), Some(1));
+    let bad = server.manage("GET", "/admin/series?function=Not%20A%20Name", &[], b"");
+    assert_eq!((bad.status, bad.json()["code"].as_str()), (400, Some("invalid_name")));
+    assert_eq!(server.manage("DELETE", "/api/v1/functions/counted", &[], b"").status, 200);
+    let after = server.manage("GET", "/admin/series", &[], b"").json();
+    assert!(after["functions"].get("counted").is_none(), "{after}");
+}

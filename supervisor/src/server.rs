@@ -146,6 +146,7 @@ pub async fn run(config: Config) -> Result<()> {
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
             .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
             .configure(crate::admin::routes)
+            .configure(crate::console::routes)
             .configure(crate::api::routes)
     })
     .workers(threads)

@@ -1,6 +1,7 @@
 //! What the server counts: Prometheus metrics for `/metrics`, and the per-function
-//! figures behind `/admin/functions`. Recording is a few atomic adds and one short
-//! lock; nothing here does I/O. A deleted function's figures and metric series
+//! figures behind `/admin/functions`, and the last 15 minutes in 5-second buckets
+//! behind `/admin/series` (the console's charts; `crate::series`). Recording is a
+//! few atomic adds and one short lock; nothing here does I/O. A deleted function's figures and metric series
 //! go with it (invocation logs are kept in `crate::logs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -14,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+
+use crate::series::{Columns, Series};
 
 /// How many recent latencies per function the percentiles are computed from.
 const LATENCY_WINDOW: usize = 1024;
@@ -59,7 +62,15 @@ pub struct Telemetry {
     cold_starts: Family<LanguageLabel, Counter>,
     uploads: Family<OutcomeLabel, Counter>,
     upload_bytes: Counter,
-    functions: Mutex<HashMap<String, FunctionStats>>,
+    functions: Mutex<Figures>,
+}
+
+/// Everything behind the one lock an invocation takes.
+#[derive(Default)]
+struct Figures {
+    by_name: HashMap<String, FunctionStats>,
+    /// All functions together.
+    total: Series,
 }
 
 #[derive(Default)]
@@ -70,6 +81,7 @@ struct FunctionStats {
     last_error: Option<LastError>,
     /// Every `outcome` label this function's series were created with.
     outcomes: BTreeSet<String>,
+    recent: Series,
 }
 
 #[derive(Clone, Serialize)]
@@ -137,7 +149,7 @@ impl Telemetry {
             cold_starts,
             uploads,
             upload_bytes,
-            functions: Mutex::new(HashMap::new()),
+            functions: Mutex::new(Figures::default()),
         }
     }
 
@@ -145,8 +157,12 @@ impl Telemetry {
     pub fn invocation(&self, function: &str, outcome: &str, elapsed: Duration, error: Option<&str>) {
         self.invocations.get_or_create(&InvocationLabels { function: function.into(), outcome: outcome.into() }).inc();
         self.latency.get_or_create(&FunctionLabel { function: function.into() }).observe(elapsed.as_secs_f64());
-        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = functions.entry(function.to_string()).or_default();
+        let now = unix_now();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let mut figures = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        figures.total.record(now, ms, error.is_some());
+        let stats = figures.by_name.entry(function.to_string()).or_default();
+        stats.recent.record(now, ms, error.is_some());
         stats.invocations += 1;
         if !stats.outcomes.contains(outcome) {
             stats.outcomes.insert(outcome.to_string());
@@ -154,17 +170,17 @@ impl Telemetry {
         if stats.recent_ms.len() == LATENCY_WINDOW {
             stats.recent_ms.pop_front();
         }
-        stats.recent_ms.push_back(elapsed.as_secs_f64() * 1000.0);
+        stats.recent_ms.push_back(ms);
         if let Some(message) = error {
             *stats.errors.entry(outcome.to_string()).or_default() += 1;
-            stats.last_error = Some(LastError { code: outcome.into(), message: message.into(), at_unix: unix_now() });
+            stats.last_error = Some(LastError { code: outcome.into(), message: message.into(), at_unix: now });
         }
     }
 
     /// Invocations of the functions that still exist, all outcomes (for the
     /// status line's rate).
     pub fn invocations_total(&self) -> u64 {
-        self.functions.lock().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.invocations).sum()
+        self.functions.lock().unwrap_or_else(|p| p.into_inner()).by_name.values().map(|s| s.invocations).sum()
     }
 
     pub fn cold_start(&self, language: &str) {
@@ -184,7 +200,7 @@ impl Telemetry {
     /// server that deploys and deletes many functions must not keep a series per
     /// name forever. (A scraper sees the series end, as when a target goes away.)
     pub fn forget(&self, function: &str) {
-        let stats = self.functions.lock().unwrap_or_else(|p| p.into_inner()).remove(function);
+        let stats = self.functions.lock().unwrap_or_else(|p| p.into_inner()).by_name.remove(function);
         for outcome in stats.map(|s| s.outcomes).unwrap_or_default() {
             self.invocations.remove(&InvocationLabels { function: function.into(), outcome });
         }
@@ -204,8 +220,9 @@ impl Telemetry {
     }
 
     pub fn functions(&self) -> Vec<FunctionReport> {
-        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<FunctionReport> = functions
+        let figures = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<FunctionReport> = figures
+            .by_name
             .iter()
             .map(|(name, s)| {
                 let mut sorted: Vec<f64> = s.recent_ms.iter().copied().collect();
@@ -223,6 +240,38 @@ impl Telemetry {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
+
+    /// The server's recent buckets, and those of `only` (or of every function
+    /// invoked in the window), for `/admin/series`.
+    pub fn series(&self, only: Option<&str>) -> SeriesReport {
+        let now = unix_now();
+        let figures = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let functions = figures
+            .by_name
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+            .map(|(name, s)| (name.clone(), s.recent.columns(now)))
+            .filter(|(_, c)| !c.t.is_empty())
+            .collect();
+        SeriesReport {
+            now_unix: now,
+            bucket_seconds: crate::series::BUCKET_SECONDS,
+            window_seconds: crate::series::WINDOW_SECONDS,
+            total: figures.total.columns(now),
+            functions,
+        }
+    }
+}
+
+/// `/admin/series`: the last 15 minutes, per function and for the server.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesReport {
+    pub now_unix: u64,
+    pub bucket_seconds: u64,
+    pub window_seconds: u64,
+    pub total: Columns,
+    pub functions: BTreeMap<String, Columns>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -279,5 +328,8 @@ mod tests {
         assert!(!text.contains("\"gone\""), "{text}");
         assert!(text.contains("\"kept\""), "{text}");
         assert!(t.functions().iter().all(|f| f.name != "gone"));
+        let series = t.series(None);
+        assert!(series.functions.contains_key("kept") && !series.functions.contains_key("gone"));
+        assert_eq!(series.total.invocations.iter().sum::<u32>(), 3);
     }
 }

@@ -1,7 +1,8 @@
 //! Operator routes. Under `/admin`, with `Authorization: Bearer <token>`:
 //! `GET /admin/workers`, `POST /admin/workers/restart` (`?function=`,
 //! `?language=`, `?force=true`), `POST /admin/workers/{id}/restart`,
-//! `GET /admin/functions`. Open, for probes and scrapers: `GET /healthz`,
+//! `GET /admin/functions`, `GET /admin/series[?function=]` (the last 15 minutes
+//! in 5-second buckets, for the console's charts). Open, for probes and scrapers: `GET /healthz`,
 //! `GET /readyz`, `GET /metrics`.
 //!
 //! No admin route changes a function or its code; they only act on workers.
@@ -23,7 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/workers").route(web::get().to(workers)))
         .service(web::resource("/admin/workers/restart").route(web::post().to(restart_all)))
         .service(web::resource("/admin/workers/{id}/restart").route(web::post().to(restart_one)))
-        .service(web::resource("/admin/functions").route(web::get().to(functions)));
+        .service(web::resource("/admin/functions").route(web::get().to(functions)))
+        .service(web::resource("/admin/series").route(web::get().to(series)));
 }
 
 async fn healthz() -> HttpResponse {
@@ -55,6 +57,21 @@ async fn workers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
 async fn functions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
     Ok(HttpResponse::Ok().json(json!({ "functions": state.telemetry.functions() })))
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    function: Option<String>,
+}
+
+async fn series(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<SeriesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let only = query.function.as_deref().map(FunctionName::parse).transpose()?;
+    Ok(HttpResponse::Ok().json(state.telemetry.series(only.as_ref().map(FunctionName::as_str))))
 }
 
 #[derive(Deserialize)]

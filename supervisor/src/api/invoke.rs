@@ -142,9 +142,9 @@ impl Record<'_> {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let (handler_us, cold) = stats.map_or((0, false), |s| (s.duration_us, s.cold));
-                info!(function = %name, version, worker_pid, request_id, status, elapsed_ms, handler_us, cold, "invoked");
+                info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
                 if let Some(text) = &excerpt {
-                    info!(function = %name, request_id, "handler logs: {text}");
+                    info!(function = %name, request_id = %request_id, "handler logs: {text}");
                 }
                 state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
                 ("ok", status, None)
@@ -152,9 +152,9 @@ impl Record<'_> {
             Err(error) => {
                 let status = error.status.as_u16();
                 let message = logging::escape(error.message.as_bytes());
-                warn!(function = %name, version, worker_pid, request_id, status, code = error.code, elapsed_ms, "invocation failed: {message}");
+                warn!(function = %name, version, worker_pid, request_id = %request_id, status, code = error.code, elapsed_ms, "invocation failed: {message}");
                 if let Some(text) = &excerpt {
-                    warn!(function = %name, request_id, "handler logs: {text}");
+                    warn!(function = %name, request_id = %request_id, "handler logs: {text}");
                 }
                 state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
                 (error.code, status, Some(error.message.as_str()))

@@ -14,10 +14,33 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
-use actix_web::http::StatusCode;
 use tracing::warn;
 
-use crate::api::error::ApiError;
+/// Why a request may not use a management or admin route. The api maps each to
+/// its status and code (`401`, `403`, `429` with `Retry-After`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no admin token is configured; admin routes are off")]
+    AdminDisabled,
+    #[error("too many failed authentications from this address; retry in {seconds} s")]
+    Throttled { seconds: u32 },
+    #[error("wrong token")]
+    WrongToken,
+    #[error("this route needs Authorization: Bearer <token>")]
+    NoToken,
+}
+
+impl AuthError {
+    /// For the failure log line.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::AdminDisabled => "admin_disabled",
+            Self::Throttled { .. } => "auth_throttled",
+            Self::WrongToken => "forbidden",
+            Self::NoToken => "unauthorized",
+        }
+    }
+}
 
 /// Failures an address may have within [`WINDOW`] before it must back off.
 const FREE_FAILURES: u32 = 5;
@@ -55,27 +78,18 @@ impl Guard {
 
     /// `Ok` when the request may use a route of `scope`: 401 without a bearer
     /// token, 403 with a wrong one, 429 while its address backs off.
-    pub fn check(&self, req: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
+    pub fn check(&self, req: &HttpRequest, scope: Scope) -> Result<(), AuthError> {
         let Some(expected) = self.token.as_deref() else {
             return match scope {
                 Scope::Manage => Ok(()),
-                Scope::Admin => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "admin_disabled",
-                    "no admin token is configured; admin routes are off",
-                )),
+                Scope::Admin => Err(AuthError::AdminDisabled),
             };
         };
         let address = client_key(req);
         let now = Instant::now();
         if let Some(wait) = self.lock().backing_off(address, now) {
             let seconds = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "auth_throttled",
-                format!("too many failed authentications from this address; retry in {seconds} s"),
-            )
-            .retry_after(seconds));
+            return Err(AuthError::Throttled { seconds });
         }
         let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer);
         let error = match given {
@@ -83,12 +97,8 @@ impl Guard {
                 self.lock().succeeded(address);
                 return Ok(());
             }
-            Some(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token"),
-            None => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this route needs Authorization: Bearer <token>",
-            ),
+            Some(_) => AuthError::WrongToken,
+            None => AuthError::NoToken,
         };
         let report = self.lock().failed(address, now);
         if let Some(Report { failures, suppressed }) = report {
@@ -97,7 +107,7 @@ impl Guard {
                 route = %req.path(),
                 failures_in_window = failures,
                 suppressed_lines = suppressed,
-                "authentication failed ({})", error.code
+                "authentication failed ({})", error.label()
             );
         }
         Err(error)

@@ -121,5 +121,5 @@ fn parse_language(s: &str) -> Result<polyfaas_protocol::Language, ApiError> {
 /// 401 without a bearer token, 403 with a wrong one or when no token is
 /// configured (admin routes are then off), 429 while the address backs off.
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    state.auth.check(req, crate::auth::Scope::Admin)
+    Ok(state.auth.check(req, crate::auth::Scope::Admin)?)
 }

@@ -4,9 +4,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use polyfaas_protocol::FailureKind;
 use serde::Serialize;
 
+use crate::auth::AuthError;
+use crate::deploy::{DeployError, TaskFailed};
 use crate::pool::PoolError;
 use crate::store::name::InvalidName;
 use crate::store::{BundleError, StoreError};
@@ -52,17 +53,6 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    /// A handler that ran and failed.
-    pub fn from_failure(kind: FailureKind, message: String) -> Self {
-        let (status, code) = match kind {
-            FailureKind::HandlerError => (StatusCode::BAD_GATEWAY, "handler_error"),
-            FailureKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            FailureKind::MemoryLimit => (StatusCode::BAD_GATEWAY, "memory_limit"),
-            FailureKind::ResponseTooLarge => (StatusCode::BAD_GATEWAY, "response_too_large"),
-        };
-        Self::new(status, code, message)
-    }
-
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -95,8 +85,6 @@ impl From<PoolError> for ApiError {
         match e {
             PoolError::Overloaded => Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message).retry_after(1),
             PoolError::InitFailed(_) => Self::new(StatusCode::BAD_GATEWAY, "handler_error", message),
-            PoolError::WorkerCrashed(_) => Self::new(StatusCode::BAD_GATEWAY, "worker_crashed", message),
-            PoolError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
             PoolError::Unhealthy { retry_after, .. } => {
                 let seconds = u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX);
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", message).retry_after(seconds)
@@ -130,6 +118,40 @@ impl From<StoreError> for ApiError {
                 tracing::error!("store error: {e}");
                 Self::internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        let message = e.to_string();
+        match e {
+            DeployError::Store(e) => e.into(),
+            DeployError::Pool(e) => e.into(),
+            DeployError::Task(e) => e.into(),
+            DeployError::Unsupported(_) => Self::invalid_bundle(message),
+            DeployError::InvalidHandler(_) => Self::invalid_handler(message),
+            DeployError::WorkerAnswer(_) | DeployError::Spool(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<TaskFailed> for ApiError {
+    fn from(e: TaskFailed) -> Self {
+        Self::internal(e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::AdminDisabled => Self::new(StatusCode::FORBIDDEN, "admin_disabled", message),
+            AuthError::Throttled { seconds } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "auth_throttled", message).retry_after(seconds)
+            }
+            AuthError::WrongToken => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::NoToken => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
         }
     }
 }

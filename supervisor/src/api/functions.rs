@@ -2,6 +2,7 @@
 //! reading their logs: the management routes. Every one of them asks
 //! `state.auth` first (open when no token is configured); invocation never does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -12,7 +13,7 @@ use super::body::is_multipart;
 use super::error::ApiError;
 use super::upload::{Spooled, spool_upload};
 use crate::auth::Scope;
-use crate::deploy::{blocking, deploy};
+use crate::deploy::{Deployer, blocking};
 use crate::server::AppState;
 use crate::store::{Deployed, FunctionName};
 
@@ -83,6 +84,20 @@ fn upload_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Ap
 async fn receive(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Spooled, ApiError> {
     let (limit, deadline) = (state.config.max_upload_bytes, state.config.body_timeout);
     spool_upload(req, payload, limit, deadline, &state.spool_dir).await
+}
+
+/// Deploys a received upload and counts it, by its answer's code, in the metrics.
+async fn deploy(state: &AppState, name: FunctionName, zip: Spooled, keep: usize) -> Result<Arc<Deployed>, ApiError> {
+    let bytes = usize::try_from(zip.size).unwrap_or(usize::MAX);
+    let deployer = Deployer {
+        store: &state.store,
+        pool: &state.pool,
+        locks: &state.deploys,
+        default_timeout_ms: state.config.timeout_ms,
+    };
+    let result = deployer.deploy(name, zip, keep).await.map_err(ApiError::from);
+    state.telemetry.upload(result.as_ref().map_or_else(|e| e.code, |_| "ok"), bytes);
+    result
 }
 
 /// `GET /api/v1/functions`

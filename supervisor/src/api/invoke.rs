@@ -27,7 +27,7 @@ use super::body::read_body;
 use super::error::ApiError;
 use crate::logging;
 use crate::logs::{NewEntry, excerpt};
-use crate::pool::Invoked;
+use crate::pool::Outcome;
 use crate::server::AppState;
 use crate::store::FunctionName;
 
@@ -79,75 +79,95 @@ async fn run(
             .collect(),
         body,
     };
-    let outcome = state.pool.invoke(&function, request).await;
-
-    // One log line and one metrics record per invocation, whatever happened;
-    // what the handler logged is kept (bounded) and excerpted in the server log.
-    let elapsed = started.elapsed();
-    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let invocation = state.pool.invoke(&function, request).await;
+    let policy = Policy { sandbox: function.sandbox_responses, strip_set_cookie: state.config.strip_set_cookie };
+    let answer = answer(invocation.outcome, invocation.worker_pid, req.method(), policy);
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    let version = function.version;
-    let keep = |outcome: &str, status: u16, logs: &polyfaas_protocol::Logs| {
-        let entry = NewEntry {
-            request_id: &request_id,
-            version,
-            outcome,
-            status,
-            duration: elapsed,
-            text: &logs.text,
-            truncated: logs.truncated,
-        };
-        state.logs.record(name.as_str(), entry);
+    let record = Record {
+        name: &name,
+        version: function.version,
+        request_id: &request_id,
+        worker_pid: invocation.worker_pid,
+        elapsed: started.elapsed(),
+        logs: invocation.logs.as_ref(),
+        stats: invocation.stats.as_ref(),
     };
-    let (result, worker_pid) = match outcome {
-        Ok(Invoked { worker_pid, result }) => (result, worker_pid),
-        Err(e) => {
-            let error = ApiError::from(e);
-            let message = logging::escape(error.message.as_bytes());
-            warn!(function = %name, version, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "invocation failed: {message}");
-            state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
-            // A worker that died mid-invocation ran the handler: its callers
-            // look for it in the logs. (Refusals such as 429 ran nothing.)
-            if error.code == "worker_crashed" || error.code == "timeout" {
-                let note = polyfaas_protocol::Logs { text: error.message.clone(), truncated: false };
-                keep(error.code, error.status.as_u16(), &note);
-            }
-            return Err(error);
-        }
+    record.log(state, &answer);
+    answer
+}
+
+/// The one place an invocation's ending becomes HTTP: the handler's answer in
+/// the server's framing ([`respond`]), or the error of the README's table.
+fn answer(
+    outcome: Outcome,
+    worker_pid: Option<u32>,
+    method: &Method,
+    policy: Policy,
+) -> Result<HttpResponse, ApiError> {
+    let (status, code, message) = match outcome {
+        Outcome::Answered(response) => return respond(response, worker_pid.unwrap_or_default(), method, policy),
+        Outcome::Refused(e) => return Err(e.into()),
+        Outcome::HandlerError(message) => (StatusCode::BAD_GATEWAY, "handler_error", message),
+        Outcome::Timeout(message) => (StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+        Outcome::MemoryLimit(message) => (StatusCode::BAD_GATEWAY, "memory_limit", message),
+        Outcome::ResponseTooLarge(message) => (StatusCode::BAD_GATEWAY, "response_too_large", message),
+        Outcome::WorkerDied(message) => (StatusCode::BAD_GATEWAY, "worker_crashed", message),
     };
-    let logged = |logs: &polyfaas_protocol::Logs| excerpt(&logs.text, LOG_EXCERPT);
-    match result {
-        Ok(done) => {
-            let (status, handler_us, cold) = (done.response.status, done.stats.duration_us, done.stats.cold);
-            let policy =
-                Policy { sandbox: function.sandbox_responses, strip_set_cookie: state.config.strip_set_cookie };
-            let response = match respond(done.response, worker_pid, req.method(), policy) {
-                Ok(response) => response,
-                Err(error) => {
-                    warn!(function = %name, version, worker_pid, request_id = %request_id, status = error.status.as_u16(), elapsed_ms, "handler answered with status {status}, which a handler may not send: refused");
-                    state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
-                    keep(error.code, error.status.as_u16(), &done.logs);
-                    return Err(error);
+    Err(ApiError::new(status, code, message))
+}
+
+/// What is known of one invocation once it has been answered, for the one log
+/// line, the metrics record and the kept logs every invocation gets.
+struct Record<'a> {
+    name: &'a FunctionName,
+    version: u64,
+    request_id: &'a str,
+    worker_pid: Option<u32>,
+    elapsed: std::time::Duration,
+    logs: Option<&'a polyfaas_protocol::Logs>,
+    stats: Option<&'a polyfaas_protocol::Stats>,
+}
+
+impl Record<'_> {
+    /// The one place an invocation is logged: one line in the server's log (with
+    /// an escaped excerpt of what the handler logged), one metrics record, and an
+    /// entry in the function's kept logs whenever a worker ran the handler. A
+    /// worker that died or was killed sends no logs back, so its entry says why;
+    /// a refusal (`429`, `503`) ran nothing and keeps nothing.
+    fn log(&self, state: &AppState, answer: &Result<HttpResponse, ApiError>) {
+        let Self { name, version, request_id, worker_pid, elapsed, logs, stats } = *self;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        let excerpt = logs.filter(|l| !l.text.is_empty()).map(|l| excerpt(&l.text, LOG_EXCERPT));
+        let (outcome, status, note) = match answer {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let (handler_us, cold) = stats.map_or((0, false), |s| (s.duration_us, s.cold));
+                info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
+                if let Some(text) = &excerpt {
+                    info!(function = %name, request_id = %request_id, "handler logs: {text}");
                 }
-            };
-            info!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, handler_us, cold, "invoked");
-            if !done.logs.text.is_empty() {
-                info!(function = %name, request_id = %request_id, "handler logs: {}", logged(&done.logs));
+                state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
+                ("ok", status, None)
             }
-            state.telemetry.invocation(name.as_str(), "ok", elapsed, None);
-            keep("ok", status, &done.logs);
-            Ok(response)
-        }
-        Err(failure) => {
-            let error = ApiError::from_failure(failure.kind, failure.message);
-            let (status, message) = (error.status.as_u16(), logging::escape(error.message.as_bytes()));
-            warn!(function = %name, version, worker_pid, request_id = %request_id, status, elapsed_ms, "handler failed: {message}");
-            if !failure.logs.text.is_empty() {
-                warn!(function = %name, request_id = %request_id, "handler logs: {}", logged(&failure.logs));
+            Err(error) => {
+                let status = error.status.as_u16();
+                let message = logging::escape(error.message.as_bytes());
+                warn!(function = %name, version, worker_pid, request_id = %request_id, status, code = error.code, elapsed_ms, "invocation failed: {message}");
+                if let Some(text) = &excerpt {
+                    warn!(function = %name, request_id = %request_id, "handler logs: {text}");
+                }
+                state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
+                (error.code, status, Some(error.message.as_str()))
             }
-            state.telemetry.invocation(name.as_str(), error.code, elapsed, Some(&error.message));
-            keep(error.code, status, &failure.logs);
-            Err(error)
+        };
+        let text = match (logs, worker_pid) {
+            (Some(logs), _) => Some((logs.text.as_str(), logs.truncated)),
+            (None, Some(_)) => note.map(|n| (n, false)),
+            (None, None) => None,
+        };
+        if let Some((text, truncated)) = text {
+            let entry = NewEntry { request_id, version, outcome, status, duration: elapsed, text, truncated };
+            state.logs.record(name.as_str(), entry);
         }
     }
 }

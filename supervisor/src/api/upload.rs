@@ -24,6 +24,12 @@ pub struct Spooled {
     pub size: u64,
 }
 
+impl AsRef<Path> for Spooled {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for Spooled {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path)

@@ -1,11 +1,14 @@
 //! What `polyfaas deploy` uploads: a zip as it is, or a folder zipped here minus
-//! what `.polyfaasignore` lists; and the upload's progress bar. It never talks to
-//! the server itself.
+//! what `.polyfaasignore` lists, with the dependencies it declares vendored into
+//! a staging copy first ([`super::vendor`]); and the upload's progress bar. It
+//! never talks to the server itself and never writes into the user's folder.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+use super::vendor;
 
 /// An upload body that shows its progress on a terminal, for bundles over 1 MiB.
 pub fn upload_body(zip: Vec<u8>) -> Box<dyn Read + Send> {
@@ -38,27 +41,61 @@ impl<R: Read> Read for Finishing<R> {
     }
 }
 
-/// The zip to upload: `path` itself, or the folder `path` zipped.
-pub fn bundle_bytes(path: &Path) -> Result<Vec<u8>> {
-    if path.is_dir() {
-        zip_folder(path)
-    } else {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// The zip to upload: `path` itself, or the folder `path` zipped; with `vendor`,
+/// a folder's `requirements.txt` and `package.json` are installed into a staging
+/// copy that is zipped instead.
+pub fn bundle_bytes(path: &Path, vendor: bool) -> Result<Vec<u8>> {
+    if !path.is_dir() {
+        return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     }
+    let files = folder_files(path)?;
+    let declares = |name: &str| files.iter().any(|(relative, _)| relative == name);
+    let (python, node) = (declares("requirements.txt"), declares("package.json"));
+    if !vendor || !(python || node) {
+        return zip_files(files);
+    }
+    let staging = vendor::Staging::new()?;
+    let bundle = staging.bundle();
+    for (relative, source) in &files {
+        // The folder's own node_modules may hold dev dependencies or another
+        // platform's builds: npm installs afresh.
+        if node && (relative == "node_modules" || relative.starts_with("node_modules/")) {
+            continue;
+        }
+        let target = bundle.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(source, &target).with_context(|| format!("copying {}", source.display()))?;
+    }
+    if python {
+        vendor::python(&staging).context("vendoring requirements.txt")?;
+    }
+    if node {
+        vendor::node(&staging).context("vendoring package.json")?;
+    }
+    // What the package managers installed is all kept: `.polyfaasignore` was
+    // applied to the folder's own files already.
+    zip_files(walk(&bundle, &[])?)
 }
 
-/// Zips a folder, leaving out `.polyfaasignore`'s patterns (one per line: a name,
-/// a relative path, or a `*`/`?` glob; `#` comments; a trailing `/` for folders),
-/// the ignore file itself and `.git`.
-fn zip_folder(root: &Path) -> Result<Vec<u8>> {
+/// The folder's files to bundle: all but `.polyfaasignore`'s patterns (one per
+/// line: a name, a relative path, or a `*`/`?` glob; `#` comments; a trailing `/`
+/// for folders), the ignore file itself and `.git`.
+fn folder_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let ignore: Vec<String> = std::fs::read_to_string(root.join(".polyfaasignore"))
         .unwrap_or_default()
         .lines()
         .map(|l| l.trim().trim_end_matches('/').to_string())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default();
+    walk(root, &ignore)
+}
+
+/// The files under `root` not matched by `ignore`, by their `/`-separated
+/// relative path, in a stable order.
+fn walk(root: &Path, ignore: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<std::io::Result<_>>()?;
@@ -76,10 +113,19 @@ fn zip_folder(root: &Path) -> Result<Vec<u8>> {
             if entry.file_type()?.is_dir() {
                 stack.push(path);
             } else {
-                writer.start_file(relative, options)?;
-                writer.write_all(&std::fs::read(&path)?)?;
+                files.push((relative, path));
             }
         }
+    }
+    Ok(files)
+}
+
+fn zip_files(files: Vec<(String, PathBuf)>) -> Result<Vec<u8>> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (relative, path) in files {
+        writer.start_file(relative, options)?;
+        writer.write_all(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
     }
     Ok(writer.finish()?.into_inner())
 }

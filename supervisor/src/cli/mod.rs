@@ -10,12 +10,13 @@
 mod bundle;
 mod http;
 mod render;
+mod vendor;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use self::http::{Agent, Answer};
@@ -44,14 +45,21 @@ enum Output {
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Upload a bundle: a .zip, or a folder (zipped here, minus what .polyfaasignore lists)
+    /// Upload a bundle: a .zip, or a folder (zipped here, minus what .polyfaasignore lists,
+    /// with the dependencies its requirements.txt or package.json declares)
     Deploy {
         path: PathBuf,
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "zip_to")]
+        name: Option<String>,
         /// Keep only the newest N versions afterwards
         #[arg(long)]
         keep: Option<usize>,
+        /// Zip the folder as it is: no pip install for requirements.txt, no npm install for package.json
+        #[arg(long)]
+        no_vendor: bool,
+        /// Write the bundle to this file instead of uploading it (to look at what would go)
+        #[arg(long, value_name = "FILE")]
+        zip_to: Option<PathBuf>,
     },
     /// Invoke a function and print its response body
     Invoke {
@@ -88,8 +96,14 @@ pub fn run(client: &Client, command: Command) -> Result<()> {
     let agent = Agent::new(&client.server, client.token.clone());
     let json = client.json || client.output == Output::Json;
     match command {
-        Command::Deploy { path, name, keep } => {
-            let zip = bundle::bundle_bytes(&path)?;
+        Command::Deploy { path, name, keep, no_vendor, zip_to } => {
+            let zip = bundle::bundle_bytes(&path, !no_vendor)?;
+            if let Some(file) = zip_to {
+                std::fs::write(&file, &zip).with_context(|| format!("writing {}", file.display()))?;
+                println!("wrote {} ({} bytes)", file.display(), zip.len());
+                return Ok(());
+            }
+            let Some(name) = name else { bail!("--name is needed to deploy") };
             let query = keep.map(|k| format!("?keep={k}")).unwrap_or_default();
             let started = Instant::now();
             let request = agent.request("PUT", &format!("/api/v1/functions/{name}{query}"));

@@ -16,6 +16,7 @@
 //! `queue_timeout` is `Overloaded` (HTTP 429). No user code runs in this process:
 //! the pool only moves frames.
 
+pub mod outcome;
 pub mod process;
 mod restart;
 mod spawn;
@@ -28,9 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polyfaas_protocol::sandbox::SandboxConfig;
-use polyfaas_protocol::{Artifact, FailureKind, HttpRequest, HttpResponse, Invoke, Language, Logs, Prepare, Stats};
+use polyfaas_protocol::{Artifact, HttpRequest, Invoke, Language, Prepare};
 use tokio::sync::Notify;
 
+pub use self::outcome::{Invocation, Outcome};
 use self::process::{InvokeOutcome, WorkerError, WorkerProcess};
 pub use self::restart::RestartFilter;
 use self::state::{Checkin, Checkout, FnKey, PoolState, Sizes, WaiterId};
@@ -77,36 +79,14 @@ pub struct PoolConfig {
     pub refusals: Refusals,
 }
 
-/// What an invocation produced, from the worker it ran on.
-pub struct Invoked {
-    pub worker_pid: u32,
-    pub result: Result<Completed, HandlerFailure>,
-}
-
-pub struct Completed {
-    pub response: HttpResponse,
-    pub logs: Logs,
-    pub stats: Stats,
-}
-
-/// The handler ran and failed; the worker survived.
-pub struct HandlerFailure {
-    pub kind: FailureKind,
-    pub message: String,
-    pub logs: Logs,
-}
-
-/// The invocation could not be completed by a worker.
+/// Why the pool could not hand an invocation (or a preparation) to a worker:
+/// no handler ran.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("too many invocations are waiting for a worker")]
     Overloaded,
     #[error("the function did not start: {0}")]
     InitFailed(String),
-    #[error("the worker running the function died ({0})")]
-    WorkerCrashed(String),
-    #[error("the function ran past its deadline and its worker was killed")]
-    Timeout,
     #[error("no worker could be started: {0}")]
     NotReady(String),
     #[error("the server is shutting down")]
@@ -218,44 +198,56 @@ impl Pool {
         drop(retired);
     }
 
-    /// Runs one invocation of `function`.
-    ///
-    /// # Errors
-    /// A [`PoolError`] when no worker could run it to the end; a handler that
-    /// failed is not an error here but an `Invoked` with a `HandlerFailure`.
-    pub async fn invoke(&self, function: &Arc<Deployed>, mut request: HttpRequest) -> Result<Invoked, PoolError> {
+    /// Runs one invocation of `function`; every ending, a refusal included, is
+    /// an [`Invocation`].
+    pub async fn invoke(&self, function: &Arc<Deployed>, mut request: HttpRequest) -> Invocation {
         let queue_deadline = tokio::time::Instant::now() + self.inner.config.queue_timeout;
         loop {
-            let (mut slot, mut worker) = self.acquire(function, queue_deadline).await?;
+            let (mut slot, mut worker) = match self.acquire(function, queue_deadline).await {
+                Ok(granted) => granted,
+                Err(e) => return Invocation::refused(e),
+            };
             let id = self.inner.next_invocation_id.fetch_add(1, Ordering::Relaxed);
             let deadline_ms = function.limits.timeout_ms;
             let hard = Duration::from_millis(deadline_ms) + self.inner.config.kill_grace;
             let worker_pid = worker.pid;
             // On this task: the request's thread waits for the worker itself.
-            let outcome = worker.invoke(Invoke { id, request, deadline_ms }, hard).await;
-            let result = match outcome {
+            let invocation = match worker.invoke(Invoke { id, request, deadline_ms }, hard).await {
                 Ok(InvokeOutcome::Response { response, logs, stats }) => {
                     if stats.cold {
                         self.inner.telemetry.cold_start(function.language.as_str());
                     }
-                    Ok(Completed { response, logs, stats })
+                    Invocation {
+                        worker_pid: Some(worker_pid),
+                        outcome: Outcome::Answered(response),
+                        logs: Some(logs),
+                        stats: Some(stats),
+                    }
                 }
-                Ok(InvokeOutcome::Failure { kind, message, logs }) => Err(HandlerFailure { kind, message, logs }),
+                Ok(InvokeOutcome::Failure { kind, message, logs }) => Invocation {
+                    worker_pid: Some(worker_pid),
+                    outcome: Outcome::failure(kind, message),
+                    logs: Some(logs),
+                    stats: None,
+                },
                 Err(error) => {
                     // The worker is not checked in: the slot's drop retires it.
                     slot.retire(worker);
-                    match error {
+                    let outcome = match error {
                         WorkerError::GoneBeforeJob(Some(invoke)) => {
                             request = invoke.request;
                             continue;
                         }
-                        WorkerError::HardTimeout => return Err(PoolError::Timeout),
-                        e => return Err(PoolError::WorkerCrashed(e.to_string())),
-                    }
+                        WorkerError::HardTimeout => {
+                            Outcome::Timeout("the function ran past its deadline and its worker was killed".into())
+                        }
+                        e => Outcome::WorkerDied(format!("the worker running the function died ({e})")),
+                    };
+                    return Invocation::lost(worker_pid, outcome);
                 }
             };
             slot.check_in(worker);
-            return Ok(Invoked { worker_pid, result });
+            return invocation;
         }
     }
 

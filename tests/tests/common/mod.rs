@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod attack;
 pub mod corpus;
 pub mod wire;
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -64,13 +64,32 @@ fn partial_upload(server: &Server, name: &str, len: usize, sent: usize) -> TcpSt
     s
 }
 
+/// Whether the server has answered (or closed) `upload`, without waiting.
+fn answered(upload: &TcpStream) -> bool {
+    upload.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let answered = !matches!((&*upload).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    upload.set_nonblocking(false).unwrap();
+    answered
+}
+
 #[test]
 fn row04_uploads_past_the_concurrency_cap_are_refused_with_429() {
     let server = Server::start(&["--max-concurrent-uploads", "2"]);
-    // Two slow uploads that never finish hold both slots.
-    let held: Vec<TcpStream> = (0..2).map(|i| partial_upload(&server, &format!("slow{i}"), 1 << 20, 10)).collect();
+    // Two slow uploads that never finish hold both slots. One that raced a probe
+    // for the last slot was refused (answered at once): it is started again, so
+    // both slots end up held by uploads that never finish.
+    let mut held: Vec<TcpStream> = (0..2).map(|i| partial_upload(&server, &format!("slow{i}"), 1 << 20, 10)).collect();
     let probe = || server.deploy("probe", b"not a zip");
-    assert!(wait_until(Duration::from_secs(30), || probe().status == 429), "the third upload was not refused");
+    let refused = wait_until(Duration::from_secs(30), || {
+        for (i, upload) in held.iter_mut().enumerate() {
+            if answered(upload) {
+                *upload = partial_upload(&server, &format!("slow{i}"), 1 << 20, 10);
+            }
+        }
+        probe().status == 429
+    });
+    assert!(refused, "the third upload was not refused");
     let r = probe();
     assert_eq!((r.status, r.json()["code"].as_str()), (429, Some("overloaded")), "{}", r.text());
     assert!(r.header("retry-after").is_some(), "429 without Retry-After");

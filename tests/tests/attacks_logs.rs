@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Server, dir_bundle, wasm_bundle};
+use std::time::Duration;
+
+use common::{Server, dir_bundle, wait_until, wasm_bundle};
 use serde_json::json;
 
 /// The supervisor's resident memory, from /proc.
@@ -83,6 +85,8 @@ fn row06_handler_logs_cannot_forge_server_log_lines() {
     let forged = "ok\n2026-01-01T00:00:00Z  INFO polyfaas ready: listening on http://evil:1\n\u{1b}[2J";
     let r = server.invoke("forger", &json!({"action": "log", "text": forged}));
     assert_eq!(r.status, 200, "{}", r.text());
+    // The server's log is read through a pipe: wait for the invocation's line.
+    wait_until(Duration::from_secs(10), || server.logs().contains("handler logs: ok"));
     let log = server.logs();
     assert!(!log.lines().any(|l| l.starts_with("2026-01-01")), "{log}");
     assert!(!log.contains('\u{1b}'), "escape sequences are escaped");

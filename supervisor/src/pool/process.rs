@@ -44,6 +44,9 @@ mod stderr;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a retired worker may take to exit before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a worker's clean exit waits for the pool to let go of it before it
+/// counts as a death.
+const RETIRE_WAIT: Duration = Duration::from_millis(200);
 /// How long a broken exchange waits to learn how the process ended.
 const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
 
@@ -123,6 +126,10 @@ pub struct WorkerProcess {
     pub id: u64,
     pub pid: u32,
     pub kill: Arc<KillSwitch>,
+    /// Dropped with this handle: tells the watcher the pool let go. Declared
+    /// before `socket` so that it drops first: the worker exits cleanly when its
+    /// socket closes, and the watcher must already know that was a retirement.
+    _retire: oneshot::Sender<()>,
     /// The socket and its read buffer between exchanges; `None` once an exchange
     /// broke (the worker is then unusable and only waits to be dropped).
     socket: Option<(std::os::unix::net::UnixStream, Vec<u8>)>,
@@ -131,8 +138,6 @@ pub struct WorkerProcess {
     answer_limit: usize,
     /// How the process ended, once it has (set by the watcher).
     exited: watch::Receiver<Option<String>>,
-    /// Dropped with this handle: tells the watcher the pool let go.
-    _retire: oneshot::Sender<()>,
 }
 
 impl WorkerProcess {
@@ -170,7 +175,7 @@ impl WorkerProcess {
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, kill, socket: Some(socket), answer_limit: MAX_SMALL_FRAME_LEN, exited, _retire: retire })
+        Ok(Self { id, pid, kill, _retire: retire, socket: Some(socket), answer_limit: MAX_SMALL_FRAME_LEN, exited })
     }
 
     /// Runs one invocation; past `hard_deadline` the worker is killed.
@@ -331,11 +336,13 @@ async fn watch_process(
             ExitReason::Killed(kill.reason())
         }
         status = child.wait() => match status {
-            // A clean exit after the pool let go (it closed the socket first) is
-            // a retirement, not a death.
-            Ok(s) if s.success() && matches!(retired.try_recv(), Err(oneshot::error::TryRecvError::Closed)) => {
-                ExitReason::Retired
-            }
+            // A worker exits cleanly when its socket closes, and the socket closes
+            // as the pool lets go: a clean exit then is a retirement, not a death.
+            // An exchange that was cancelled (its client went away) closes the
+            // socket a moment before the handle drops, so a clean exit waits a
+            // little for the retirement before it counts as a death (a handler
+            // that calls `exit(0)` itself is one).
+            Ok(s) if s.success() && retired_soon(&mut retired).await => ExitReason::Retired,
             status => ExitReason::Died(describe_exit(status)),
         },
         _ = &mut retired => {
@@ -351,6 +358,11 @@ async fn watch_process(
         _ => describe_exit(status),
     }));
     reason
+}
+
+/// Whether the pool lets go of the worker within `RETIRE_WAIT`.
+async fn retired_soon(retired: &mut oneshot::Receiver<()>) -> bool {
+    matches!(tokio::time::timeout(RETIRE_WAIT, retired).await, Ok(Err(_)))
 }
 
 fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Where uploads are spooled while they arrive.
     pub spool_dir: std::path::PathBuf,
+    /// The main listener's bound address (the console's curl lines point at it).
+    pub main_addr: std::net::SocketAddr,
     /// The admin listener's bound address, when management has its own
     /// (`crate::listeners` splits the routes by it).
     pub admin_addr: Option<std::net::SocketAddr>,
@@ -137,6 +139,7 @@ pub async fn run(config: Config) -> Result<()> {
         auth,
         deploys: crate::deploy_locks::NameLocks::default(),
         spool_dir,
+        main_addr: addr,
         admin_addr,
     });
     let server = HttpServer::new(move || {

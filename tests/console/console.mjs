@@ -99,7 +99,9 @@ try {
   const body = JSON.parse(await page.textContent("#inv-resp-body"));
   check(body.input.who === "console" && body.path === "/from/console", `the answer: ${JSON.stringify(body)}`);
   check(Number(await page.textContent("#inv-pid")) > 0, "the worker pid is shown");
-  check((await page.textContent("#inv-curl")).includes("/fn/hello/from/console?x=1"), "the curl line");
+  const curl = await page.textContent("#inv-curl");
+  check(curl.includes(`${base}/fn/hello/from/console?x=1`), `the curl line targets the main listener: ${curl}`);
+  check(!curl.includes(token), "the curl line carries no admin token");
   const requestId = (await page.textContent("#inv-resp-headers")).match(/x-request-id: (\S+)/)[1];
   await shot("invoke");
 

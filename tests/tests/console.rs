@@ -176,3 +176,56 @@ fn admin_series_counts_invocations_per_function_and_forgets_a_deleted_one() {
     let after = server.manage("GET", "/admin/series", &[], b"").json();
     assert!(after["functions"].get("counted").is_none(), "{after}");
 }
+
+/// A handler that answers the request's headers, as it got them.
+fn echo_headers_bundle(metadata_extra: &str) -> Vec<u8> {
+    let metadata = format!(r#"{{"language":"js","entrypointFile":"h.js"{metadata_extra}}}"#);
+    let source = "function handler(ctx) { return { headers: ctx.request().headers(), body: ctx.body() }; }\nhandler\n";
+    zip(&[("metadata.json", metadata.as_bytes()), ("h.js", source.as_bytes())])
+}
+
+#[test]
+fn the_console_invokes_through_the_admin_listener_without_handing_the_token_to_the_function() {
+    let server = Server::start(&["--admin-listen", "127.0.0.1:0", "--admin-token", TOKEN]);
+    let admin = admin_addr(&server);
+    let bearer = format!("Bearer {TOKEN}");
+    let deployed = common::call(
+        &format!("http://{admin}/api/v1/functions/echo"),
+        "PUT",
+        &[("authorization", &bearer), ("content-type", "application/zip")],
+        &echo_headers_bundle(r#","sandboxResponses":false"#),
+    );
+    assert_eq!(deployed.status, 201, "{}", deployed.text());
+    let url = format!("http://{admin}/admin/invoke/echo/a/b?x=1");
+
+    // Without the token, or with a wrong one, nothing runs.
+    let anonymous = common::call(&url, "POST", &[], b"{}");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let wrong = common::call(&url, "POST", &[("authorization", "Bearer nope")], b"{}");
+    assert_eq!(wrong.status, 403, "{}", wrong.text());
+
+    // With it, the function runs, sees the operator's headers and body but not the
+    // token, and its answer is sandboxed although the function opted out.
+    let r = common::call(&url, "POST", &[("authorization", &bearer), ("x-operator", "yes")], br#"{"k":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    let headers = seen["headers"].to_string();
+    assert!(headers.contains("x-operator") && !headers.to_lowercase().contains("authorization"), "{headers}");
+    assert!(!r.text().contains(TOKEN), "the token reached the function: {}", r.text());
+    assert_eq!(seen["body"], r#"{"k":1}"#);
+    assert!(r.header("content-security-policy").is_some_and(|p| p.contains("sandbox")), "sandboxed");
+    assert!(r.header("x-polyfaas-worker-pid").is_some());
+    let main = r.header("x-polyfaas-main-listener").expect("where the curl line points");
+    assert_eq!(format!("http://{main}/"), server.url("/"), "the main listener's address");
+
+    // The main listener serves no /admin/invoke; /fn there answers as before, unsandboxed.
+    let on_main = server.call("POST", "/admin/invoke/echo", &[("authorization", &bearer)], b"{}");
+    assert_eq!((on_main.status, on_main.json()["code"].as_str()), (404, Some("not_found")));
+    let public = server.call("POST", "/fn/echo", &[("authorization", "Basic dXNlcg==")], b"{}");
+    assert_eq!(public.status, 200, "{}", public.text());
+    assert!(
+        public.json()["headers"].to_string().contains("Basic dXNlcg=="),
+        "a public caller's header is the function's"
+    );
+    assert!(public.header("content-security-policy").is_none());
+}

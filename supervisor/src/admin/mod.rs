@@ -2,10 +2,13 @@
 //! `GET /admin/workers`, `POST /admin/workers/restart` (`?function=`,
 //! `?language=`, `?force=true`), `POST /admin/workers/{id}/restart`,
 //! `GET /admin/functions`, `GET /admin/series[?function=]` (the last 15 minutes
-//! in 5-second buckets, for the console's charts). Open, for probes and scrapers: `GET /healthz`,
+//! in 5-second buckets, for the console's charts), `ANY /admin/invoke/{name}[/{tail}]`
+//! (the console's invocation, handled in `crate::api`: with `--admin-listen` the
+//! admin listener serves no `/fn`). Open, for probes and scrapers: `GET /healthz`,
 //! `GET /readyz`, `GET /metrics`.
 //!
-//! No admin route changes a function or its code; they only act on workers.
+//! No admin route changes a function or its code; they act on workers, or run a
+//! function as any client could.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -25,7 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/workers/restart").route(web::post().to(restart_all)))
         .service(web::resource("/admin/workers/{id}/restart").route(web::post().to(restart_one)))
         .service(web::resource("/admin/functions").route(web::get().to(functions)))
-        .service(web::resource("/admin/series").route(web::get().to(series)));
+        .service(web::resource("/admin/series").route(web::get().to(series)))
+        .service(web::resource("/admin/invoke/{name}").to(crate::api::console_invoke))
+        .service(web::resource("/admin/invoke/{name}/{tail:.*}").to(crate::api::console_invoke));
 }
 
 async fn healthz() -> HttpResponse {

@@ -43,7 +43,7 @@ pub async fn invoke(
 ) -> Result<HttpResponse, ApiError> {
     let name = req.match_info().get("name").unwrap_or_default().to_string();
     let tail = format!("/{}", req.match_info().get("tail").unwrap_or_default());
-    run(&state, &req, &name, tail, payload).await
+    run(&state, &req, &name, tail, payload, Caller::Public).await
 }
 
 /// `GET /api/v1/handler/{name}` (and a non-multipart `POST`): the original
@@ -54,7 +54,33 @@ pub async fn compat_invoke(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    run(&state, &req, &name, "/".to_string(), payload).await
+    run(&state, &req, &name, "/".to_string(), payload, Caller::Public).await
+}
+
+/// `ANY /admin/invoke/{name}[/{tail}]`: the console's invocation, on the admin
+/// listener (which serves no `/fn`) or the main one. It needs the admin token,
+/// which the function never sees (the `Authorization` header is dropped), and its
+/// answer is always sandboxed, whatever the function's setting: it comes from the
+/// origin the console runs on.
+pub async fn console_invoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req, crate::auth::Scope::Admin)?;
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    let tail = format!("/{}", req.match_info().get("tail").unwrap_or_default());
+    run(&state, &req, &name, tail, payload, Caller::Console).await
+}
+
+/// Who asked for an invocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A client of `/fn` or the original project's route: the request goes to
+    /// the handler as it came.
+    Public,
+    /// The operator's console, with the admin token.
+    Console,
 }
 
 async fn run(
@@ -63,6 +89,7 @@ async fn run(
     name: &str,
     path: String,
     payload: web::Payload,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let name = FunctionName::parse(name)?;
@@ -75,12 +102,16 @@ async fn run(
         headers: req
             .headers()
             .iter()
+            .filter(|(k, _)| caller == Caller::Public || *k != actix_web::http::header::AUTHORIZATION)
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body,
     };
     let invocation = state.pool.invoke(&function, request).await;
-    let policy = Policy { sandbox: function.sandbox_responses, strip_set_cookie: state.config.strip_set_cookie };
+    let policy = Policy {
+        sandbox: function.sandbox_responses || caller == Caller::Console,
+        strip_set_cookie: state.config.strip_set_cookie,
+    };
     let answer = answer(invocation.outcome, invocation.worker_pid, req.method(), policy);
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let record = Record {
@@ -93,7 +124,17 @@ async fn run(
         stats: invocation.stats.as_ref(),
     };
     record.log(state, &answer);
-    answer
+    match (caller, answer) {
+        // Where the console's curl line should send the same request: the main
+        // listener, which the console's own origin may not be.
+        (Caller::Console, Ok(mut response)) => {
+            if let Ok(value) = HeaderValue::try_from(state.main_addr.to_string()) {
+                response.headers_mut().insert(HeaderName::from_static("x-polyfaas-main-listener"), value);
+            }
+            Ok(response)
+        }
+        (_, answer) => answer,
+    }
 }
 
 /// The one place an invocation's ending becomes HTTP: the handler's answer in

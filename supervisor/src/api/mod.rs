@@ -12,6 +12,7 @@ pub mod body;
 pub mod error;
 mod functions;
 mod invoke;
+pub use self::invoke::console_invoke;
 pub mod request_id;
 pub mod upload;
 

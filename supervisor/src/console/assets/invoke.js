@@ -1,8 +1,10 @@
 // Invoking a function from the console: the request as the operator writes it
-// goes to /fn/{name}{tail} on this origin, without the admin token (a function
-// never sees it). Shows the answer, its duration and the worker's pid, and the
-// same request as a curl line.
-import { api } from "./api.js";
+// goes to /admin/invoke/{name}{tail} on this origin with the admin token, which
+// the server drops before the function sees the request (so does any
+// Authorization the operator writes). That route is on the admin listener too,
+// which serves no /fn. Shows the answer, its duration and the worker's pid, and
+// the same request as a curl line against the main listener's /fn.
+import { api, token } from "./api.js";
 import { clear, h, ms } from "./dom.js";
 
 const METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -66,20 +68,26 @@ export async function invokeView(view, { arg, signal }) {
     let path = tail.value.trim() || "/";
     if (!path.startsWith("/")) path = `/${path}`;
     const q = query.value.trim().replace(/^\?/, "");
-    const rel = `/fn/${encodeURIComponent(pick.value)}${path === "/" ? "" : path}${q ? `?${q}` : ""}`;
-    const url = new URL(rel, location.origin).href;
+    const rest = `${encodeURIComponent(pick.value)}${path === "/" ? "" : path}${q ? `?${q}` : ""}`;
+    const rel = `/fn/${rest}`;
+    let url = new URL(rel, location.origin).href;
     const m = method.value;
     const withBody = !["GET", "HEAD"].includes(m) && body.value !== "";
     send.disabled = true;
     clear(result, h("p", { class: "muted" }, "Waiting for the answer…"));
     const started = performance.now();
     try {
-      // No Authorization header and no credentials: the function gets only
-      // what the operator wrote.
-      const r = await fetch(rel, { method: m, headers: list, body: withBody ? body.value : undefined, credentials: "omit", cache: "no-store", signal });
+      // The token goes as the bearer header only (no cookies): the server drops
+      // it, and the function gets what the operator wrote.
+      const sent = new Headers(list);
+      const t = token();
+      if (t) sent.set("authorization", `Bearer ${t}`);
+      const r = await fetch(`/admin/invoke/${rest}`, { method: m, headers: sent, body: withBody ? body.value : undefined, credentials: "omit", cache: "no-store", signal });
       const text = await r.text();
       const took = performance.now() - started;
       const pid = r.headers.get("x-polyfaas-worker-pid");
+      const main = r.headers.get("x-polyfaas-main-listener");
+      if (main) url = new URL(rel, mainOrigin(main)).href;
       clear(result, h("section", { class: "card" },
         h("h2", {}, "Answer"),
         h("p", {},
@@ -95,13 +103,23 @@ export async function invokeView(view, { arg, signal }) {
     } catch (e) {
       if (e.name !== "AbortError") {
         clear(result, h("p", { class: "error", role: "alert" },
-          `The request did not complete: ${e.message}. With --admin-listen the console is on the admin listener, which does not invoke functions: use the curl line against the main listener.`),
+          `The request did not complete: ${e.message}.`),
         h("pre", { id: "inv-curl" }, curlLine(url, m, list, withBody ? body.value : "")));
       }
     } finally {
       send.disabled = false;
     }
   });
+}
+
+// "0.0.0.0:8080" or "[::]:8080" (bound to every address) -> this page's host on
+// that port; a specific address as it is.
+function mainOrigin(addr) {
+  const m = /^(.*):(\d+)$/.exec(addr);
+  if (!m) return location.origin;
+  const host = ["0.0.0.0", "[::]"].includes(m[1]) ? location.hostname : m[1];
+  const shown = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return `http://${shown}:${m[2]}`;
 }
 
 async function copy(button, text) {

@@ -1,13 +1,13 @@
 // Drives the operator console in Debian's headless Chromium against a real
 // server (tests/tests/console.rs starts it and passes, in the environment:
-// CONSOLE_URL, CONSOLE_TOKEN, BUNDLE_V1, BUNDLE_V2, EVIL, EVIL_OPEN (zip paths),
+// CONSOLE_URL, CONSOLE_TOKEN, BUNDLE_V1, BUNDLE_V2, EVIL, EVIL_OPEN (zip paths), FOLDER (a bundle folder),
 // SHOTS (where the screenshots go). Each step throws on failure; exit status 0 means all held.
 import { chromium } from "playwright-core";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const { CONSOLE_URL: base, CONSOLE_TOKEN: token, BUNDLE_V1, BUNDLE_V2, EVIL, EVIL_OPEN, SHOTS } = process.env;
+const { CONSOLE_URL: base, CONSOLE_TOKEN: token, BUNDLE_V1, BUNDLE_V2, FOLDER, EVIL, EVIL_OPEN, SHOTS } = process.env;
 const KEY = "polyfaas.console.token";
 const WAIT = 60_000;
 mkdirSync(SHOTS, { recursive: true });
@@ -86,6 +86,12 @@ try {
   await page.fill("#deploy-name", "broken");
   await page.setInputFiles("#deploy-file", { name: "broken.zip", mimeType: "application/zip", buffer: Buffer.from("not a zip") });
   await page.waitForFunction(() => document.querySelector("#deploy-status").textContent.includes("not_a_zip"));
+  step("deploy a folder through the folder input");
+  await page.fill("#deploy-name", "");
+  await page.setInputFiles("#deploy-folder", FOLDER);
+  await page.waitForFunction(() => document.querySelector("#deploy-status").textContent.includes("Deployed hello-folder v1"));
+  const fromFolder = await page.evaluate(async () => (await fetch("/fn/hello-folder", { method: "POST", body: "{}" })).text());
+  check(fromFolder.includes("Hello from"), `the folder's function answers: ${fromFolder}`);
   await shot("functions");
 
   step("invoke it and see the answer");
@@ -165,7 +171,7 @@ try {
   await page.goto(`${base}/console#/functions`);
   await page.waitForSelector('#functions tr[data-function="hello"]');
   let reached = false;
-  for (let i = 0; i < 8 && !reached; i++) {
+  for (let i = 0; i < 24 && !reached; i++) {
     await page.keyboard.press("Tab");
     reached = await page.evaluate(() => document.activeElement?.getAttribute("href") === "#/workers");
   }

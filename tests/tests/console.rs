@@ -83,6 +83,14 @@ fn the_console_deploys_invokes_tails_rolls_back_restarts_and_charts_in_chromium(
         dir_bundle_with("hello-js", Some(r#"{"language":"js","entrypointFile":"handler.js","timeoutMs":5000}"#)),
     )
     .expect("writing v2");
+    // A folder to deploy through the folder input, with a `.git` the console leaves out.
+    let folder = bundles.path().join("hello-folder");
+    std::fs::create_dir_all(folder.join(".git")).expect("folder");
+    std::fs::create_dir_all(folder.join("lib")).expect("folder");
+    for file in ["metadata.json", "handler.js", "lib/greet.js"] {
+        std::fs::copy(repo_root().join("bundles").join("hello-js").join(file), folder.join(file)).expect("copy");
+    }
+    std::fs::write(folder.join(".git").join("HEAD"), "ref: refs/heads/main\n").expect("writing .git/HEAD");
     let shots = target_dir().join("console-screenshots");
 
     let out = Command::new("node")
@@ -92,6 +100,7 @@ fn the_console_deploys_invokes_tails_rolls_back_restarts_and_charts_in_chromium(
         .env("CONSOLE_TOKEN", TOKEN)
         .env("BUNDLE_V1", &v1)
         .env("BUNDLE_V2", &v2)
+        .env("FOLDER", &folder)
         .env("EVIL", &evil)
         .env("EVIL_OPEN", &evil_open)
         .env("SHOTS", &shots)

@@ -35,6 +35,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("charts.js", JS, include_str!("assets/charts.js")),
     ("vendor/uPlot.iife.min.js", JS, include_str!("assets/vendor/uPlot.iife.min.js")),
     ("vendor/uPlot.min.css", "text/css; charset=utf-8", include_str!("assets/vendor/uPlot.min.css")),
+    ("vendor/fflate.js", JS, include_str!("assets/vendor/fflate.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 const INDEX: &str = include_str!("assets/index.html");

@@ -148,6 +148,7 @@ pub async fn run(config: Config) -> Result<()> {
             .wrap(actix_web::middleware::from_fn(crate::listeners::middleware))
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
             .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
+            .configure(crate::api::invoke_routes)
             .configure(crate::admin::routes)
             .configure(crate::console::routes)
             .configure(crate::api::routes)

@@ -41,9 +41,18 @@ pub async fn invoke(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default().to_string();
-    let tail = format!("/{}", req.match_info().get("tail").unwrap_or_default());
-    run(&state, &req, &name, tail, payload, Caller::Public).await
+    // What follows `/fn` (decoded as the router decodes paths): `/{name}` or
+    // `/{name}/{tail}`; `/fn` and `/fn/` name no function and are no route.
+    let rest = req.match_info().unprocessed();
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let (name, tail) = match rest.split_once('/') {
+        Some((name, tail)) => (name, format!("/{tail}")),
+        None => (rest, "/".to_string()),
+    };
+    if name.is_empty() {
+        return Err(ApiError::not_found(format!("route {} {}", req.method(), req.path())));
+    }
+    run(&state, &req, name, tail, payload, Caller::Public).await
 }
 
 /// `GET /api/v1/handler/{name}` (and a non-multipart `POST`): the original

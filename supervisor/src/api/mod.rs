@@ -39,9 +39,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/v1/functions/{name}/logs").route(web::get().to(functions::logs)))
     .service(web::resource("/api/v1/functions/{name}/rollback").route(web::post().to(functions::rollback)))
-    .service(web::resource("/fn/{name}").to(invoke::invoke))
-    .service(web::resource("/fn/{name}/{tail:.*}").to(invoke::invoke))
     .default_service(web::to(no_route));
+}
+
+/// `/fn/{name}[/{tail}]`, registered before every other route: the router tries
+/// routes in order, and a route with a `{segment}` is a regex match, so the one
+/// route that every invocation takes is a plain prefix and is tried first. The
+/// handler splits the name and the tail itself.
+pub fn invoke_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/fn").default_service(web::to(invoke::invoke)));
 }
 
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -25,7 +25,7 @@
 //! can touch the fields. It must never block, call a worker, or hand the same
 //! worker to two owners.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,10 @@ struct Waiter {
     wake: Arc<Notify>,
 }
 
+/// The pool's maps: looked up on every invocation, keyed by what an operator
+/// deployed (function names, versions, languages, worker ids).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct PoolState<W> {
     sizes: Sizes,
     workers: HashMap<WorkerId, WorkerRecord>,
@@ -95,17 +99,17 @@ impl<W: Handle> PoolState<W> {
     pub fn new(sizes: Sizes) -> Self {
         Self {
             sizes,
-            workers: HashMap::new(),
-            idle: HashMap::new(),
-            blank: HashMap::new(),
+            workers: HashMap::default(),
+            idle: HashMap::default(),
+            blank: HashMap::default(),
             starting: 0,
-            blank_starting: HashMap::new(),
-            held: HashMap::new(),
+            blank_starting: HashMap::default(),
+            held: HashMap::default(),
             total_held: 0,
             waiters: BTreeMap::new(),
             next_waiter: 1,
-            serving: HashMap::new(),
-            init_failures: HashMap::new(),
+            serving: HashMap::default(),
+            init_failures: HashMap::default(),
             spawn_backoff: None,
             shutting_down: false,
         }

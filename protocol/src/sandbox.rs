@@ -30,8 +30,11 @@ pub struct SandboxConfig {
     /// Who user code runs as when the worker starts as root. Ignored otherwise.
     pub run_as: RunAs,
     /// What the worker may read before it has a function: the store's `functions/`
-    /// and `staging/` directories and the runtime cache (the Ruby module). Read-only.
-    /// Nothing else on the filesystem, and no write anywhere. Empty means no file at all.
+    /// and `staging/` directories (absolute and canonical, as the bundle paths of
+    /// `Prepare` and `Init` are). Read-only. Nothing else on the filesystem, and no
+    /// write anywhere. Empty means no file at all. The worker opens them while still
+    /// privileged and reaches them by descriptor from then on, so the directories
+    /// above them need not be searchable by the uid it drops to.
     pub read_paths: Vec<PathBuf>,
 }
 

@@ -127,6 +127,12 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         refused(&server, &name, lang, json!({"action": "readFile", "path": "/etc/passwd"}));
         refused(&server, &name, lang, json!({"action": "readFile", "path": victim_bundle}));
         refused(&server, &name, lang, json!({"action": "readFile", "path": victim_index}));
+        // ...also through the descriptors a worker holds on the store (it reaches its
+        // bundle as /proc/self/fd/N/...): Landlock allows only the worker's own bundle.
+        for fd in 3..12 {
+            let through_fd = format!("/proc/self/fd/{fd}/victim/1/metadata.json");
+            refused(&server, &name, lang, json!({"action": "readFile", "path": through_fd}));
+        }
 
         // 5. Writing anywhere.
         refused(&server, &name, lang, json!({"action": "writeFile", "path": canary}));

@@ -306,11 +306,14 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
-/// As root, workers run as `nobody`: a data dir they cannot reach (here: inside a
-/// 0700 directory) is refused at startup with a message that says why, and the
-/// server exits instead of starting workers that would all fail.
+/// As root, workers run as `nobody`, and the data dir may lie where `nobody`
+/// cannot search: here inside a 0700 directory, as a clone in `/root` is. Workers
+/// open the store's directories before they drop privileges and reach them by
+/// descriptor, so every runtime loads its bundle (and what the bundle imports:
+/// a sibling module, a `vendor/` package, a required file), while the directory
+/// above stays closed to the worker's uid.
 #[test]
-fn a_data_dir_the_workers_cannot_reach_is_refused_at_startup() {
+fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: only root drops workers to another user");
@@ -318,31 +321,37 @@ fn a_data_dir_the_workers_cannot_reach_is_refused_at_startup() {
     }
     let closed = tempfile::tempdir().expect("temp dir");
     std::fs::set_permissions(closed.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod 0700");
-    let mut child = std::process::Command::new(common::bin_dir().join("polyfaas"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--ruby-wasm", "/nonexistent", "--data-dir"])
-        .arg(closed.path().join("data"))
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting polyfaas");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let mut stderr = String::new();
-            let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
-            panic!("polyfaas kept running with a data dir its workers cannot reach; it said:\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot reach the data dir") && stderr.contains("is not searchable"), "{stderr}");
+    let server = Server::start_in(&closed.path().join("data"), &[], &[]);
+    let vendored = common::zip(&[
+        ("metadata.json", br#"{"language":"python","entrypointFile":"main.py"}"#),
+        (
+            "main.py",
+            b"import shout\nimport os\n\ndef handler(ctx):\n    ctx.json({'msg': shout.up('hi'), 'uid': os.getuid(), 'here': sorted(os.listdir('.'))})\n",
+        ),
+        ("vendor/shout/__init__.py", b"def up(s):\n    return s.upper()\n"),
+    ]);
+    let bundles = [
+        ("js", common::dir_bundle("hello-js"), "Hello from"),
+        ("py", common::dir_bundle("hello-python"), "Hello from"),
+        ("rb", common::dir_bundle("hello-ruby"), "Hello from"),
+        ("wasm", wasm_bundle("hello-wasm", None), "\"hello\""),
+        ("vendored", vendored, "HI"),
+    ];
+    for (name, zip, expect) in bundles {
+        let r = server.deploy(name, &zip);
+        assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
+        let r = server.call("POST", &format!("/fn/{name}?name=x"), &[("content-type", "application/json")], b"{}");
+        assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
+        assert!(r.text().contains(expect), "{name}: {}", r.text());
+    }
+    let r = server.call("GET", "/fn/vendored", &[], b"");
+    let answer = r.json();
+    assert_ne!(answer["uid"], 0, "the handler runs as root: {answer}");
+    assert_eq!(answer["here"], json!(["main.py", "metadata.json", "vendor"]), "{answer}");
+    let closed_mode = std::fs::metadata(closed.path()).expect("stat").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&closed_mode) & 0o777,
+        0o700,
+        "the directory above was opened up"
+    );
 }

@@ -40,7 +40,8 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
     let mut poisoned = false;
     while let Some(msg) = read_frame::<ToWorker>(&mut reader)? {
         let reply = match msg {
-            ToWorker::Prepare(prepare) => {
+            ToWorker::Prepare(mut prepare) => {
+                prepare.bundle_dir = reached(&prepare.bundle_dir);
                 let prepared = confine(sandbox_config, &prepare.bundle_dir, None).and_then(|()| match blank.as_mut() {
                     Some(b) => guarded(&mut poisoned, || b.prepare(&prepare)).and_then(|r| r),
                     None => Err("worker is already specialized".into()),
@@ -50,7 +51,8 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
                     Err(message) => FromWorker::PrepareError { message },
                 }
             }
-            ToWorker::Init(init) => {
+            ToWorker::Init(mut init) => {
+                init.bundle_dir = reached(&init.bundle_dir);
                 let Some(fresh) = blank.take() else {
                     write_frame(
                         &mut writer,
@@ -180,6 +182,13 @@ fn cut(mut text: String, max: usize) -> String {
         text.truncate(at);
     }
     text
+}
+
+/// The bundle directory the supervisor named, as this worker reaches it: through
+/// the store's descriptor ([`sandbox::reach`]), since the directories above the
+/// store may be closed to the worker's uid. Runtimes see this path, never the other.
+fn reached(bundle_dir: &str) -> String {
+    sandbox::reach(Path::new(bundle_dir)).to_string_lossy().into_owned()
 }
 
 /// Applies the function half of the sandbox for `bundle_dir`, then makes the

@@ -44,7 +44,9 @@ pub fn repo_root() -> PathBuf {
     manifest_dir.parent().expect("repo root").to_path_buf()
 }
 
-/// A seed bundle of the original project, from `../shared/fixtures/seed-bundles`.
+/// A seed bundle of the original project. They are not part of this repository:
+/// they are read from `fixtures/seed-bundles` under `POLYFAAS_SHARED_DIR` (by
+/// default a `shared` directory beside the checkout), unchanged.
 pub fn seed_bundle(file: &str) -> Vec<u8> {
     let shared = std::env::var_os("POLYFAAS_SHARED_DIR")
         .map(PathBuf::from)

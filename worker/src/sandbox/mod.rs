@@ -15,16 +15,20 @@
 //!  4. `no_new_privs`: no exec can ever gain privileges (Landlock and seccomp need it).
 //!  5. `rlimits`: core 0, open files, file size 0, CPU and memory backstops.
 //!  6. `netns`: a new network namespace with no interfaces (root only).
-//!  7. `privileges`: drop to the configured uid/gid (root only).
-//!  8. `parent_death` again, when 7 ran: a uid/gid change clears the signal.
-//!  9. `not_dumpable`: no core, no ptrace and no /proc/<pid>/mem for the same uid.
-//! 10. `landlock_early`: read-only under the store's `functions/` and `staging/` and the
-//!     runtime cache. No other file, and no write anywhere.
+//!  7. `store`: open the store's `functions/` and `staging/` by descriptor while
+//!     still privileged ([`reach`]): from here on the worker reaches them through
+//!     `/proc/self/fd`, so no directory above them needs to be searchable by the
+//!     uid of step 8. Not a layer (it confines nothing) and never switched off.
+//!  8. `privileges`: drop to the configured uid/gid (root only).
+//!  9. `parent_death` again, when 8 ran: a uid/gid change clears the signal.
+//! 10. `not_dumpable`: no core, no ptrace and no /proc/<pid>/mem for the same uid.
+//! 11. `landlock_early`: read-only under the store's `functions/` and `staging/`.
+//!     No other file, and no write anywhere.
 //!
 //! [`apply_for_function`], on `Prepare` or `Init`, before the bundle's code runs:
-//! 11. `landlock_function`: a second layer, read-only under the one bundle.
-//! 12. `function_memory`: the memory rlimit lowered to the function's `memoryMb`.
-//! 13. `seccomp`: the syscall allowlist ([`policy`]), installed on every thread.
+//! 12. `landlock_function`: a second layer, read-only under the one bundle.
+//! 13. `function_memory`: the memory rlimit lowered to the function's `memoryMb`.
+//! 14. `seccomp`: the syscall allowlist ([`policy`]), installed on every thread.
 //!
 //! This module runs no user code and reads no user input.
 
@@ -34,6 +38,7 @@ mod netns;
 mod policy;
 mod privileges;
 mod process;
+mod reach;
 mod report;
 mod rlimits;
 mod seccomp;
@@ -46,6 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
 pub use config::SandboxConfig;
+pub use reach::reach;
 pub use report::Report;
 use report::{Layer, Outcome};
 
@@ -93,6 +99,10 @@ pub enum SandboxError {
     PrivilegesStillHeld(&'static str),
     #[error("prctl(PR_SET_DUMPABLE, 0) failed: {0}")]
     NotDumpable(#[source] io::Error),
+    #[error("cannot open the store directory {}: {source}", .path.display())]
+    StoreDir { path: PathBuf, source: io::Error },
+    #[error("the store directories are already open")]
+    StoreOpenedTwice,
     #[error("Landlock ({layer}): cannot open {}: {source}", .path.display())]
     LandlockPath { layer: &'static str, path: PathBuf, source: ::landlock::PathFdError },
     #[error("Landlock ({layer}): {source}")]
@@ -161,19 +171,23 @@ pub fn apply_early(config: &SandboxConfig, inherited: &Inherited) -> Result<Repo
     run.step(Layer::Rlimits, on.rlimits, || rlimits::apply_early(&config.limits))?;
     // 6. Needs CAP_SYS_ADMIN, so before the drop.
     run.step(Layer::NetNs, on.netns, netns::unshare_network)?;
-    // 7. Last of the privileged steps: it takes away the capabilities they need.
+    // 7. After step 3 (which would close the descriptors), before the drop (after
+    //    which the directories above the store may be out of reach).
+    run.step(Layer::Store, true, || reach::open_roots(&config.read_paths))?;
+    // 8. Last of the privileged steps: it takes away the capabilities they need.
     run.step(Layer::Privileges, on.drop_privileges, || privileges::drop_to(config.run_as))?;
-    // 8. A uid/gid change clears the parent-death signal (prctl(2)), so set it again.
+    // 9. A uid/gid change clears the parent-death signal (prctl(2)), so set it again.
     if run.report.applied(Layer::Privileges) && on.parent_death {
         run.step(Layer::ParentDeathRearmed, true, || process::die_with_parent(inherited.parent_pid))?;
     }
-    // 9. After the drop, because a uid/gid change resets the dumpable flag.
+    // 10. After the drop, because a uid/gid change resets the dumpable flag.
     run.step(Layer::NotDumpable, on.not_dumpable, process::not_dumpable)?;
-    // 10. Last, while this process has one thread. A Landlock layer applies to the
+    // 11. Last, while this process has one thread. A Landlock layer applies to the
     //     calling thread and the threads it starts later (kernels before 7.0 cannot
     //     restrict existing threads). Every runtime thread started after this point
-    //     carries this layer.
-    let read_paths: Vec<&Path> = config.read_paths.iter().map(PathBuf::as_path).collect();
+    //     carries this layer. The rules are made through the descriptors of step 7.
+    let read_paths: Vec<PathBuf> = config.read_paths.iter().map(|p| reach(p)).collect();
+    let read_paths: Vec<&Path> = read_paths.iter().map(PathBuf::as_path).collect();
     run.step(Layer::LandlockEarly, on.landlock, || landlock::restrict("early", &read_paths))?;
     Ok(run.finish())
 }
@@ -200,12 +214,12 @@ pub fn apply_for_function(
     }
     let on = &config.layers;
     let mut run = Run::new(config);
-    // 11. Stacked on the early layer: access is the intersection of the two, so this
+    // 12. Stacked on the early layer: access is the intersection of the two, so this
     //     narrows reads to the one bundle. Before seccomp, which refuses landlock_*.
     run.step(Layer::LandlockFunction, on.landlock, || landlock::restrict("function", &[bundle_dir]))?;
-    // 12. Before seccomp, which refuses prlimit64 writes. Lowering needs no privilege.
+    // 13. Before seccomp, which refuses prlimit64 writes. Lowering needs no privilege.
     run.step(Layer::FunctionMemory, on.rlimits, || rlimits::lower_memory(&config.limits, memory_mb))?;
-    // 13. Last of all: from here on only allowlisted syscalls work, and the ones the
+    // 14. Last of all: from here on only allowlisted syscalls work, and the ones the
     //     steps above needed (landlock_*, prlimit64 writes, seccomp) are not among them.
     run.step(Layer::Seccomp, on.seccomp, seccomp::install)?;
     Ok(run.finish())

@@ -2,7 +2,8 @@
 //! interface that is down, and nothing else. No route leads anywhere, whatever else
 //! fails.
 
-use std::io;
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::geteuid;
 
 use super::{Done, SandboxError};
 
@@ -14,14 +15,10 @@ use super::{Done, SandboxError};
 /// (`CLONE_NEWUSER | CLONE_NEWNET`) would give an unprivileged worker the same thing,
 /// but it exposes much more kernel code to user code, so it is not done here.
 pub fn unshare_network() -> Result<Done, SandboxError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         return Ok(Done::NotApplicable("not root; seccomp refuses socket() instead"));
     }
-    // SAFETY: unshare takes a flag word and changes only this process's namespaces.
     // CLONE_NEWNET works in a multithreaded process, and this one has a single thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(SandboxError::NetNs(io::Error::last_os_error()));
-    }
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| SandboxError::NetNs(e.into()))?;
     Ok(Done::Applied("new network namespace (loopback down, no other interface)".into()))
 }

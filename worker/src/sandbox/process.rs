@@ -5,6 +5,9 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+
 use super::{Done, SandboxError};
 
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the
@@ -15,7 +18,7 @@ use super::{Done, SandboxError};
 /// spawns workers from its long-lived pool-runtime threads, never from a blocking-pool
 /// thread that may exit after a few idle seconds.
 pub fn die_with_parent(expected: Option<u32>) -> Result<Done, SandboxError> {
-    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map_err(SandboxError::ParentDeathSignal)?;
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| SandboxError::ParentDeathSignal(e.into()))?;
     let actual = std::os::unix::process::parent_id();
     match expected {
         // The pid the supervisor passed: it also catches reparenting to a subreaper
@@ -29,13 +32,9 @@ pub fn die_with_parent(expected: Option<u32>) -> Result<Done, SandboxError> {
 
 /// Makes this process a session and process-group leader, with no controlling terminal.
 pub fn new_session() -> Result<Done, SandboxError> {
-    // SAFETY: setsid takes no arguments and changes only this process's session.
     // It fails only if we already lead a process group, which a freshly forked
     // child does not.
-    let sid = unsafe { libc::setsid() };
-    if sid < 0 {
-        return Err(SandboxError::NewSession(io::Error::last_os_error()));
-    }
+    let sid = nix::unistd::setsid().map_err(|e| SandboxError::NewSession(e.into()))?;
     Ok(Done::Applied(format!("session and process group {sid}, no controlling terminal")))
 }
 
@@ -86,7 +85,7 @@ fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<(), SandboxErr
 /// capabilities). It is inherited by every thread started later, and Landlock and
 /// seccomp need it to work without CAP_SYS_ADMIN.
 pub fn no_new_privs() -> Result<Done, SandboxError> {
-    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(SandboxError::NoNewPrivs)?;
+    prctl::set_no_new_privs().map_err(|e| SandboxError::NoNewPrivs(e.into()))?;
     Ok(Done::Applied("set".into()))
 }
 
@@ -95,15 +94,6 @@ pub fn no_new_privs() -> Result<Done, SandboxError> {
 /// environ or fds. That uid is another worker, or under the shipped systemd unit
 /// (DynamicUser) the supervisor itself.
 pub fn not_dumpable() -> Result<Done, SandboxError> {
-    prctl(libc::PR_SET_DUMPABLE, 0).map_err(SandboxError::NotDumpable)?;
+    prctl::set_dumpable(false).map_err(|e| SandboxError::NotDumpable(e.into()))?;
     Ok(Done::Applied("not dumpable".into()))
-}
-
-/// `prctl(option, arg, 0, 0, 0)` for the options above, which take one integer.
-fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: called only with PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS and PR_SET_DUMPABLE,
-    // whose arguments are plain integers; none of them reads or writes memory of ours.
-    // The unused arguments are passed as unsigned longs of 0, as the kernel checks.
-    let rc = unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
-    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

@@ -6,14 +6,10 @@
 
 use std::io;
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
 use super::config::{Limits, MemoryRlimit};
 use super::{Done, SandboxError};
-
-// glibc declares the resource argument as its own enum type, musl as an int.
-#[cfg(target_env = "gnu")]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
-type Resource = libc::c_int;
 
 const MIB: u64 = 1 << 20;
 
@@ -21,20 +17,20 @@ const MIB: u64 = 1 << 20;
 pub fn apply_early(limits: &Limits) -> Result<Done, SandboxError> {
     let mut set = Vec::new();
     // No core files: a crashing worker holds a function's code, and maybe request data.
-    set.push(limit("RLIMIT_CORE", libc::RLIMIT_CORE, 0, 0)?);
+    set.push(limit("RLIMIT_CORE", Resource::RLIMIT_CORE, 0, 0)?);
     // Descriptors are numbered below this. Steps 1–3 left four open.
-    set.push(limit("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, limits.open_files, limits.open_files)?);
+    set.push(limit("RLIMIT_NOFILE", Resource::RLIMIT_NOFILE, limits.open_files, limits.open_files)?);
     if let Some(n) = limits.processes {
-        set.push(limit("RLIMIT_NPROC", libc::RLIMIT_NPROC, n, n)?);
+        set.push(limit("RLIMIT_NPROC", Resource::RLIMIT_NPROC, n, n)?);
     }
     // SIGXFSZ first. Once the limit is in force, a write past it (stderr redirected
     // to a file, say) must fail with EFBIG, not kill the worker with a core-dump signal.
     ignore_sigxfsz()?;
-    set.push(limit("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes)?);
+    set.push(limit("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes)?);
     if let Some(seconds) = limits.cpu_seconds {
         // SIGXCPU at the soft limit. Python can catch it (`signal` module), so the hard
         // limit, one second later, sends SIGKILL.
-        set.push(limit("RLIMIT_CPU", libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?);
+        set.push(limit("RLIMIT_CPU", Resource::RLIMIT_CPU, seconds, seconds.saturating_add(1))?);
     }
     if let Some(mb) = limits.memory_mb {
         set.push(memory(limits.memory, mb.saturating_mul(MIB))?);
@@ -55,27 +51,19 @@ pub fn lower_memory(limits: &Limits, function_mb: Option<u64>) -> Result<Done, S
 fn memory(kind: MemoryRlimit, bytes: u64) -> Result<String, SandboxError> {
     // Why DATA by default, and what it counts: see `MemoryRlimit`.
     match kind {
-        MemoryRlimit::Data => limit("RLIMIT_DATA", libc::RLIMIT_DATA, bytes, bytes),
-        MemoryRlimit::AddressSpace => limit("RLIMIT_AS", libc::RLIMIT_AS, bytes, bytes),
+        MemoryRlimit::Data => limit("RLIMIT_DATA", Resource::RLIMIT_DATA, bytes, bytes),
+        MemoryRlimit::AddressSpace => limit("RLIMIT_AS", Resource::RLIMIT_AS, bytes, bytes),
     }
 }
 
 /// Sets `resource` to at most (`soft`, `hard`). A lower limit already in force
 /// (from the supervisor, systemd, or an earlier step) stays.
 fn limit(name: &'static str, resource: Resource, soft: u64, hard: u64) -> Result<String, SandboxError> {
-    let fail = |source| SandboxError::Rlimit { resource: name, source };
-    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `current` is a valid, writable rlimit that outlives the call.
-    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
-        return Err(fail(io::Error::last_os_error()));
-    }
-    let hard = (hard as libc::rlim_t).min(current.rlim_max);
+    let fail = |e: nix::Error| SandboxError::Rlimit { resource: name, source: e.into() };
+    let (_, current_hard) = getrlimit(resource).map_err(fail)?;
+    let hard = (hard as libc::rlim_t).min(current_hard);
     let soft = (soft as libc::rlim_t).min(hard);
-    let new = libc::rlimit { rlim_cur: soft, rlim_max: hard };
-    // SAFETY: `new` is a valid rlimit that outlives the call; setrlimit only reads it.
-    if unsafe { libc::setrlimit(resource, &new) } != 0 {
-        return Err(fail(io::Error::last_os_error()));
-    }
+    setrlimit(resource, soft, hard).map_err(fail)?;
     Ok(format!("{name}={soft}"))
 }
 

@@ -5,9 +5,12 @@
 //! `HOME`, CPython's `KeyError` from `pwd`/`grp` lookups the sandbox denies, and
 //! `zoneinfo` over the IANA database compiled into the binary). `Prepare` and
 //! `Init` run the entrypoint once, with the function's env, as a module whose
-//! `sys.path` is the bundle (`.`, the working directory) and its `vendor/` and
-//! `site-packages/` if it has them (`pip install --target`): relative paths,
-//! so no module or traceback names where the store keeps the bundle. The handler is the value of the file's last statement (an
+//! `sys.path` is the bundle and its `vendor/` and `site-packages/` if it has them
+//! (`pip install --target`), as absolute paths through the worker's descriptor of
+//! the store (importlib makes a relative entry absolute with `getcwd()`, which
+//! names the store's real location, possibly under a directory the worker's uid
+//! cannot search); a load error names files relative to the bundle. The handler
+//! is the value of the file's last statement (an
 //! expression, or a `def`), else its global `handler`. An invocation past its
 //! deadline is interrupted by a `KeyboardInterrupt` raised in the running code,
 //! and the worker serves on.
@@ -33,7 +36,7 @@ const PRELUDE: &str = include_str!("prelude.py");
 
 /// `sys.path`, relative to the bundle: its own modules, then the packages
 /// `pip install --target vendor` (or `site-packages`) put beside them.
-const IMPORT_DIRS: [&str; 3] = [".", "vendor", "site-packages"];
+const IMPORT_DIRS: [&str; 3] = ["", "vendor", "site-packages"];
 
 /// A blank Python worker: the interpreter, the stdlib and the prelude, loaded.
 pub struct PythonBlank {
@@ -140,19 +143,22 @@ impl PythonBlank {
     }
 
     /// Runs the entrypoint once and returns its handler. The working directory
-    /// is the bundle (the worker entered it when it confined itself), so every
-    /// path here is relative to it; `bundle` only serves to strip its absolute
-    /// path from messages should a library have computed one.
+    /// is the bundle (the worker entered it when it confined itself), and the
+    /// entrypoint is read relative to it; `bundle` is the bundle's absolute path
+    /// as the worker reaches it, for `sys.path`, and stripped from messages.
     fn load(&self, bundle: &Path, entrypoint: &str) -> Result<PyObjectRef, String> {
         let source = std::fs::read_to_string(entrypoint).map_err(|e| format!("cannot read {entrypoint}: {e}"))?;
         let module_name = Path::new(entrypoint).file_stem().and_then(|s| s.to_str()).unwrap_or("handler").to_string();
         let path_text = entrypoint.to_string();
-        let import_dirs: Vec<&str> =
-            IMPORT_DIRS.iter().copied().filter(|dir| *dir == "." || Path::new(dir).is_dir()).collect();
+        let import_dirs: Vec<String> = IMPORT_DIRS
+            .iter()
+            .filter(|dir| dir.is_empty() || Path::new(dir).is_dir())
+            .map(|dir| bundle.join(dir).to_string_lossy().trim_end_matches('/').to_string())
+            .collect();
         self.interp.enter(|vm| {
             let loaded = (|| -> PyResult<Result<PyObjectRef, String>> {
                 let sys = &vm.sys_module;
-                let path = import_dirs.iter().map(|dir| vm.ctx.new_str(*dir).into()).collect();
+                let path = import_dirs.iter().map(|dir| vm.ctx.new_str(dir.as_str()).into()).collect();
                 sys.set_attr("path", vm.ctx.new_list(path), vm)?;
                 // The top level's output goes nowhere (it belongs to no invocation).
                 let sink = self.capture_class.call((64 * 1024,), vm)?;

@@ -147,6 +147,10 @@ pub struct Settings {
     /// How long a client has to send a whole request body (uploads included; then 408), and to read a whole answer, in ms [default: 60000]
     #[arg(long, env = "POLYFAAS_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
+    /// Where functions are kept: unset, the data dir alone; a `postgres://` URL, a PostgreSQL database shared by
+    /// every node of a cluster (the data dir then holds this node's copy) [default: the data dir]
+    #[arg(long, env = "POLYFAAS_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -198,6 +202,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub strip_set_cookie: bool,
     pub max_concurrent_uploads: usize,
+    pub store: Option<String>,
 }
 
 impl Settings {
@@ -254,6 +259,7 @@ impl Settings {
             admin_listen: self.admin_listen.or(fallback.admin_listen),
             strip_set_cookie: self.strip_set_cookie.or(fallback.strip_set_cookie),
             max_concurrent_uploads: self.max_concurrent_uploads.or(fallback.max_concurrent_uploads),
+            store: self.store.or(fallback.store),
         }
     }
 
@@ -313,6 +319,7 @@ impl Settings {
             admin_listen: self.admin_listen,
             strip_set_cookie: self.strip_set_cookie.unwrap_or(false),
             max_concurrent_uploads: self.max_concurrent_uploads.unwrap_or(4),
+            store: self.store.filter(|s| !s.is_empty()),
         };
         config.check()?;
         Ok(config)

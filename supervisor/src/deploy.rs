@@ -174,7 +174,7 @@ const DRY_RUN_START: Duration = Duration::from_secs(5);
 /// Keeps from a `Prepared` answer only what its worker could legitimately make:
 /// nothing for a script (its dry run ran user code, which may have forged the
 /// answer: the upload is refused and logged), one precompiled module for wasm.
-fn vet_artifacts(staged: &Staged, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, DeployError> {
+pub(crate) fn vet_artifacts(staged: &Staged, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, DeployError> {
     let names = || artifacts.iter().map(|a| a.file_name.chars().take(80).collect::<String>()).collect::<Vec<_>>();
     match staged.language {
         Language::Wasm => {

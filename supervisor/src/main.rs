@@ -21,6 +21,7 @@ mod admin;
 mod api;
 mod auth;
 mod cli;
+mod cluster;
 mod config;
 mod conn_watch;
 mod console;

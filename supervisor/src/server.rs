@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::conn_watch;
 use crate::pool::{Pool, PoolConfig};
 use crate::store::local::LocalStore;
+use crate::store::shared::SharedStore;
+use crate::store::shared::db::Db;
 use crate::store::{BundleStore, FunctionLimits, LimitsPolicy, Quotas, UnpackLimits};
 use crate::systemd;
 use crate::telemetry::Telemetry;
@@ -47,6 +49,15 @@ pub struct AppState {
 
 pub async fn run(mut config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
+    // Absolute and canonical from here on, so every bundle path the store hands out
+    // is too: a worker matches them against the store directories it opened
+    // (`SandboxConfig::read_paths`) and can resolve nothing itself.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    config.data_dir = config
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
     let open_files = raise_open_file_limit();
     // Worker watchers (exit, kill, retire) and process starts get their own
     // Absolute and canonical from here on, so every bundle path the store hands out
@@ -69,7 +80,7 @@ pub async fn run(mut config: Config) -> Result<()> {
             .context("starting the pool runtime")?,
     ));
 
-    let store = open_store(&config)?;
+    let (store, shared) = open_store(&config).await?;
     let spool_dir = crate::api::upload::reset_spool(&config.data_dir)
         .with_context(|| format!("preparing the upload spool in {}", config.data_dir.display()))?;
     crate::sandbox::prepare_data_dir(&config)?;
@@ -151,6 +162,12 @@ pub async fn run(mut config: Config) -> Result<()> {
         main_addr: addr,
         admin_addr,
     });
+    if let Some((local, db)) = shared {
+        // A node serves only once it holds what the cluster serves.
+        let follower = crate::cluster::Follower::new(state.clone(), local, db);
+        follower.resync_all().await.context("catching up with the shared store")?;
+        tokio::spawn(follower.run());
+    }
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -339,7 +356,11 @@ async fn runtimes(config: &Config) -> (Vec<Language>, Option<std::path::PathBuf>
     (languages, None)
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {
+/// The store this node serves from, and with a shared store (`--store
+/// postgres://…`) its local copy and database, for [`crate::cluster::Follower`].
+type Shared = Option<(Arc<LocalStore>, Arc<Db>)>;
+
+async fn open_store(config: &Config) -> Result<(Arc<dyn BundleStore>, Shared)> {
     let policy = LimitsPolicy {
         default: FunctionLimits {
             timeout_ms: config.timeout_ms,
@@ -354,9 +375,26 @@ fn open_store(config: &Config) -> Result<Arc<dyn BundleStore>> {
     };
     let unpack = UnpackLimits { max_entries: config.max_bundle_entries, max_unpacked_bytes: config.max_unpacked_bytes };
     let quotas = Quotas { max_functions: config.max_functions, max_store_bytes: config.max_store_bytes };
-    let store = LocalStore::open(&config.data_dir, policy, unpack, quotas)
+    let local = LocalStore::open(&config.data_dir, policy, unpack, quotas)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    Ok(Arc::new(store))
+    let Some(url) = &config.store else {
+        return Ok((Arc::new(local), None));
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!("store must be a postgres:// URL (or unset, for the data dir alone)");
+    }
+    let node = format!("{}/{}", hostname(), config.listen);
+    let db = Arc::new(Db::new(url, node).context("reading the store URL")?);
+    db.migrate().await.context("opening the shared store")?;
+    info!("functions are kept in the shared store (PostgreSQL); the data dir holds this node's copy");
+    let local = Arc::new(local);
+    let store = SharedStore::new(local.clone(), db.clone(), tokio::runtime::Handle::current());
+    Ok((Arc::new(store), Some((local, db))))
+}
+
+/// This machine's name, for the shared store's history.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
 }
 
 #[cfg(test)]

@@ -114,6 +114,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound(name) => Self::not_found(format!("function {name}")),
             StoreError::NoSuchVersion(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::Unavailable(_) => {
+                tracing::warn!("{e}");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+            }
             StoreError::BadArtifact(_) | StoreError::Index(_) | StoreError::Tampered(_) => {
                 tracing::error!("store error: {e}");
                 Self::internal(e.to_string())

@@ -17,6 +17,7 @@ mod fuzz;
 pub mod integrity;
 pub mod local;
 pub mod name;
+pub mod shared;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct Staged {
     metadata_sha256: String,
     /// The precompiled modules written into `dir`, with their hashes.
     artifacts: Vec<ArtifactRecord>,
+    /// The zip itself, for a store that keeps it (the shared store).
+    bundle: Option<Vec<u8>>,
 }
 
 /// How much the store holds at most.
@@ -130,6 +133,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     NoSuchVersion(String),
+    /// The shared store's database cannot be reached: nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Where bundles live. Implementations are shared between request handlers, and

@@ -8,6 +8,7 @@
 
 pub mod attack;
 pub mod corpus;
+pub mod postgres;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};

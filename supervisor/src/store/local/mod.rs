@@ -23,11 +23,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use self::disk::{fsync_dir, seal_tree, write_atomically};
 use super::bundle::{self, Metadata, UnpackLimits};
 use super::integrity::{self, ArtifactRecord, Refusals, disk_usage, sha256_file};
 use super::{
     BundleStore, Deployed, FunctionLimits, FunctionName, LimitsPolicy, Quotas, Staged, StoreError, VersionRecord,
 };
+
+mod disk;
 
 const INDEX_FILE: &str = "index.json";
 
@@ -205,6 +208,121 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Commits `staged` with `record` if given (the shared store numbers versions,
+    /// and a follower installs another node's), else as the next version, made
+    /// now. The version becomes current if `make_current`, or if the function has
+    /// none here yet.
+    pub fn commit_as(
+        &self,
+        staged: Staged,
+        record: Option<VersionRecord>,
+        make_current: bool,
+    ) -> Result<Arc<Deployed>, StoreError> {
+        let _writer = self.lock_writer();
+        let checked = self.check_function_count(&staged.name).and_then(|()| {
+            seal_tree(&staged.dir)?;
+            integrity::check_unchanged(&staged)?;
+            let bytes = disk_usage(&staged.dir);
+            self.check_bytes(bytes).map(|()| bytes)
+        });
+        let bytes = match checked {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.discard(staged);
+                return Err(e);
+            }
+        };
+        let fn_dir = self.functions_dir.join(staged.name.as_str());
+        fs::create_dir_all(&fn_dir)?;
+        let existing =
+            self.read_functions().get(&staged.name).map(|state| (state.index.clone(), state.current.clone()));
+        let (mut index, previous) = match existing {
+            Some((index, current)) => (index, Some(current)),
+            None => (FunctionIndex { current: 0, versions: Vec::new(), artifacts: Vec::new() }, None),
+        };
+        let record = record.unwrap_or_else(|| VersionRecord {
+            version: index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1,
+            sha256: staged.sha256.clone(),
+            size: staged.size,
+            language: staged.language.as_str().to_string(),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        });
+        let version = record.version;
+        if index.versions.iter().any(|v| v.version == version) {
+            let message = format!("version {version} of {} is already stored", staged.name);
+            self.discard(staged);
+            return Err(StoreError::Index(message));
+        }
+        let version_dir = fn_dir.join(version.to_string());
+        // Leftover from a crash between rename and index write: never indexed, so
+        // never served; replace it.
+        if version_dir.exists() {
+            fs::remove_dir_all(&version_dir)?;
+        }
+        fs::rename(&staged.dir, &version_dir)?;
+        fsync_dir(&fn_dir)?;
+        self.usage.fetch_add(bytes, Ordering::Relaxed);
+
+        let metadata = bundle::read_metadata(&version_dir)?;
+        index.versions.push(record.clone());
+        index.versions.sort_by_key(|v| v.version);
+        index.artifacts.extend(staged.artifacts.iter().map(|a| ArtifactRecord { version, ..a.clone() }));
+        let make_current = make_current || previous.is_none();
+        if make_current {
+            index.current = version;
+        }
+        write_atomically(
+            &fn_dir,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
+        )?;
+        fsync_dir(&self.functions_dir)?;
+
+        self.verify(&staged.name, version, &version_dir, &index.artifacts);
+        let deployed = Arc::new(self.deployed(&staged.name, record, version_dir, &metadata)?);
+        let current = match previous {
+            Some(previous) if !make_current => previous,
+            _ => deployed.clone(),
+        };
+        self.write_functions().insert(staged.name, FunctionState { index, current });
+        Ok(deployed)
+    }
+
+    /// Deletes the given versions of `name` (never its current one).
+    pub fn remove_versions(&self, name: &FunctionName, versions: &[u64]) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let Some(mut index) = self.read_functions().get(name).map(|s| s.index.clone()) else {
+            return Err(StoreError::NotFound(name.to_string()));
+        };
+        let removed: Vec<u64> =
+            index.versions.iter().map(|r| r.version).filter(|v| versions.contains(v) && *v != index.current).collect();
+        if removed.is_empty() {
+            return Ok(());
+        }
+        index.versions.retain(|r| !removed.contains(&r.version));
+        index.artifacts.retain(|a| !removed.contains(&a.version));
+        let fn_dir = self.functions_dir.join(name.as_str());
+        // The index first: a crash after it leaves unindexed directories, which a
+        // later commit of that number replaces; never an index naming a missing one.
+        write_atomically(
+            &fn_dir,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
+        )?;
+        if let Some(state) = self.write_functions().get_mut(name) {
+            state.index = index;
+        }
+        for v in &removed {
+            let dir = fn_dir.join(v.to_string());
+            self.usage.fetch_sub(disk_usage(&dir).min(self.usage.load(Ordering::Relaxed)), Ordering::Relaxed);
+            self.refusals.set(name.as_str(), *v, Ok(()));
+            if let Err(e) = fs::remove_dir_all(dir) {
+                warn!(function = %name, version = v, "cannot remove a pruned version: {e}");
+            }
+        }
+        Ok(())
+    }
+
     fn read_functions(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FunctionName, FunctionState>> {
         // A poisoned lock means a panic mid-swap; the map itself is always whole
         // (swaps are single inserts), so keep serving it.
@@ -246,6 +364,7 @@ impl BundleStore for LocalStore {
                 size: zip.len() as u64,
                 metadata_sha256,
                 artifacts: Vec::new(),
+                bundle: None,
             }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -276,59 +395,7 @@ impl BundleStore for LocalStore {
     }
 
     fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError> {
-        let _writer = self.lock_writer();
-        let checked = self.check_function_count(&staged.name).and_then(|()| {
-            seal_tree(&staged.dir)?;
-            integrity::check_unchanged(&staged)?;
-            let bytes = disk_usage(&staged.dir);
-            self.check_bytes(bytes).map(|()| bytes)
-        });
-        let bytes = match checked {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.discard(staged);
-                return Err(e);
-            }
-        };
-        let fn_dir = self.functions_dir.join(staged.name.as_str());
-        fs::create_dir_all(&fn_dir)?;
-        let mut index = match self.read_functions().get(&staged.name) {
-            Some(state) => state.index.clone(),
-            None => FunctionIndex { current: 0, versions: Vec::new(), artifacts: Vec::new() },
-        };
-        let version = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-        let version_dir = fn_dir.join(version.to_string());
-        // Leftover from a crash between rename and index write: never indexed, so
-        // never served; replace it.
-        if version_dir.exists() {
-            fs::remove_dir_all(&version_dir)?;
-        }
-        fs::rename(&staged.dir, &version_dir)?;
-        fsync_dir(&fn_dir)?;
-        self.usage.fetch_add(bytes, Ordering::Relaxed);
-
-        let metadata = bundle::read_metadata(&version_dir)?;
-        let record = VersionRecord {
-            version,
-            sha256: staged.sha256.clone(),
-            size: staged.size,
-            language: staged.language.as_str().to_string(),
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        };
-        index.versions.push(record.clone());
-        index.artifacts.extend(staged.artifacts.iter().map(|a| ArtifactRecord { version, ..a.clone() }));
-        index.current = version;
-        write_atomically(
-            &fn_dir,
-            INDEX_FILE,
-            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
-        )?;
-        fsync_dir(&self.functions_dir)?;
-
-        self.verify(&staged.name, version, &version_dir, &index.artifacts);
-        let current = Arc::new(self.deployed(&staged.name, record, version_dir, &metadata)?);
-        self.write_functions().insert(staged.name, FunctionState { index, current: current.clone() });
-        Ok(current)
+        self.commit_as(staged, None, true)
     }
 
     fn discard(&self, staged: Staged) {
@@ -384,39 +451,14 @@ impl BundleStore for LocalStore {
     }
 
     fn prune(&self, name: &FunctionName, keep: usize) -> Result<Vec<u64>, StoreError> {
-        let _writer = self.lock_writer();
-        let Some(mut index) = self.read_functions().get(name).map(|s| s.index.clone()) else {
+        let Some((current, records)) =
+            self.read_functions().get(name).map(|s| (s.index.current, s.index.versions.clone()))
+        else {
             return Err(StoreError::NotFound(name.to_string()));
         };
-        let mut newest_first: Vec<u64> = index.versions.iter().map(|r| r.version).collect();
-        newest_first.sort_unstable_by(|a, b| b.cmp(a));
-        let kept: Vec<u64> = newest_first.iter().copied().take(keep.max(1)).collect();
-        let removed: Vec<u64> =
-            newest_first.iter().copied().filter(|v| !kept.contains(v) && *v != index.current).collect();
-        if removed.is_empty() {
-            return Ok(removed);
-        }
-        index.versions.retain(|r| !removed.contains(&r.version));
-        index.artifacts.retain(|a| !removed.contains(&a.version));
-        let fn_dir = self.functions_dir.join(name.as_str());
-        // The index first: a crash after it leaves unindexed directories, which a
-        // later commit of that number replaces; never an index naming a missing one.
-        write_atomically(
-            &fn_dir,
-            INDEX_FILE,
-            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
-        )?;
-        if let Some(state) = self.write_functions().get_mut(name) {
-            state.index = index;
-        }
-        for v in &removed {
-            let dir = fn_dir.join(v.to_string());
-            self.usage.fetch_sub(disk_usage(&dir).min(self.usage.load(Ordering::Relaxed)), Ordering::Relaxed);
-            self.refusals.set(name.as_str(), *v, Ok(()));
-            if let Err(e) = fs::remove_dir_all(dir) {
-                warn!(function = %name, version = v, "cannot remove a pruned version: {e}");
-            }
-        }
+        let versions: Vec<u64> = records.iter().map(|r| r.version).collect();
+        let removed = to_prune(&versions, current, keep);
+        self.remove_versions(name, &removed)?;
         Ok(removed)
     }
 
@@ -446,36 +488,13 @@ impl BundleStore for LocalStore {
     }
 }
 
-/// Makes every file and directory under `dir` readable by the worker uid (0644 /
-/// 0755, whatever the umask: a worker may run as another user) and flushes them
-/// to disk. Nothing in a bundle is writable by anyone but the supervisor.
-fn seal_tree(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            seal_tree(&entry.path())?;
-        } else if kind.is_file() {
-            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
-            fs::File::open(entry.path())?.sync_all()?;
-        }
-    }
-    fsync_dir(dir)
+/// Which of `versions` a prune to the newest `keep` (at least one) removes:
+/// all older ones but the current.
+pub(super) fn to_prune(versions: &[u64], current: u64, keep: usize) -> Vec<u64> {
+    let mut newest_first = versions.to_vec();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    newest_first.into_iter().skip(keep.max(1)).filter(|v| *v != current).collect()
 }
 
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Replaces `dir/name` with `bytes` so that a reader sees the old or the new
-/// content, never a mix: write a temp file, fsync, rename, fsync the directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    fsync_dir(dir)
-}
+#[cfg(test)]
+mod tests;

@@ -66,6 +66,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(settings) => {
             // clap has copied it into `settings`; no thread exists yet.
             secrets::scrub_env("POLYFAAS_ADMIN_TOKEN");
+            // A database URL may carry its password.
+            secrets::scrub_env("POLYFAAS_STORE");
             let config = (*settings).load()?;
             logging::init(config.log_format);
             match actix_web::rt::System::new().block_on(server::run(config)) {

@@ -7,9 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
 use common::attack::script_bundle;
+use common::nginx::{Nginx, free_port};
 use common::postgres::Postgres;
-use common::{Server, wait_until, wasm_bundle};
+use common::{Server, call, repo_root, wait_until, wasm_bundle};
 use serde_json::{Value, json};
 
 /// How long a change may take to reach another node in these tests.
@@ -146,4 +150,70 @@ fn with_the_database_down_nodes_keep_serving_and_refuse_changes_then_catch_up() 
         pg.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM versions WHERE name = 'steady'"),
         "1,2"
     );
+}
+
+/// The shipped `deploy/nginx/polyfaas.conf` in front of three nodes, its
+/// upstream and listen addresses rewritten to this test's ports.
+fn balancer(nodes: &[&Server]) -> Nginx {
+    let mut site = std::fs::read_to_string(repo_root().join("deploy").join("nginx").join("polyfaas.conf"))
+        .expect("deploy/nginx/polyfaas.conf");
+    for (i, node) in nodes.iter().enumerate() {
+        let shipped = format!("127.0.0.1:{}", 8081 + i);
+        assert!(site.contains(&shipped), "the shipped upstream lists {shipped}");
+        site = site.replace(&shipped, node.url("").trim_start_matches("http://"));
+    }
+    let port = free_port();
+    assert!(site.contains("listen 8080;"));
+    Nginx::start(&site.replace("listen 8080;", &format!("listen 127.0.0.1:{port};")), port)
+}
+
+#[test]
+fn killing_a_node_under_load_behind_nginx_fails_only_what_was_in_flight_on_it() {
+    let pg = Postgres::start();
+    let mut nodes = vec![node(&pg), node(&pg), node(&pg)];
+    let lb = balancer(&nodes.iter().collect::<Vec<_>>());
+
+    // Managed through the balancer too: any node takes the deploy.
+    let r = call(&lb.url("/api/v1/functions/greet"), "PUT", &[("content-type", "application/zip")], &tagged(7));
+    assert_eq!(r.status, 201, "{}", r.text());
+    for n in &nodes {
+        assert!(wait_until(PROPAGATION, || serves(n, "greet", 7)), "a node never served greet");
+    }
+
+    const CLIENTS: usize = 4;
+    let stop = AtomicBool::new(false);
+    let (results, killed_at) = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let r = call(&lb.url("/fn/greet"), "POST", &[("content-type", "application/json")], b"{}");
+                        let ok = r.status == 200 && r.json()["v"] == 7;
+                        seen.push((started, ok, r.status));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        nodes[1].kill9();
+        // From here on the node is gone: its sockets are closed.
+        let killed_at = Instant::now();
+        std::thread::sleep(Duration::from_millis(3000));
+        stop.store(true, Ordering::Relaxed);
+        let results: Vec<_> = clients.into_iter().flat_map(|c| c.join().expect("client")).collect();
+        (results, killed_at)
+    });
+
+    let failed: Vec<_> = results.iter().filter(|(_, ok, _)| !ok).collect();
+    let after: Vec<_> = failed.iter().filter(|(started, _, _)| *started >= killed_at).collect();
+    eprintln!("{} requests through nginx, {} failed (in flight on the killed node)", results.len(), failed.len());
+    assert!(results.len() > 100, "the load was too light to mean anything: {} requests", results.len());
+    assert!(after.is_empty(), "requests sent after the node died failed: {after:?}\n{}", lb.log());
+    assert!(failed.len() <= CLIENTS, "more failures than requests in flight: {failed:?}");
+    // The survivors still serve, directly and through the balancer.
+    assert!(serves(&nodes[0], "greet", 7) && serves(&nodes[2], "greet", 7));
+    nodes.remove(1);
 }

@@ -8,6 +8,7 @@
 
 pub mod attack;
 pub mod corpus;
+pub mod nginx;
 pub mod postgres;
 pub mod wire;
 
@@ -302,6 +303,12 @@ impl Server {
     /// Child processes of the server (its workers).
     pub fn worker_pids(&self) -> Vec<u32> {
         children_of(self.pid())
+    }
+
+    /// SIGKILL (no drain, no goodbye), then reap it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then wait for exit. Returns the exit code.

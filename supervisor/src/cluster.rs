@@ -11,7 +11,8 @@
 //! invocations finish on the version they started on, as on a single node.
 //!
 //! A node catches up in full when it starts (before it serves), whenever its
-//! listening connection comes back, and every [`RESYNC_EVERY`] as a safety net.
+//! listening connection comes back, and every [`RESYNC_EVERY`] as a safety net;
+//! it writes its heartbeat row every [`HEARTBEAT_EVERY`].
 //! With the database gone it keeps serving what it has and retries.
 //!
 //! Owns that loop and the install of another node's version. It must never
@@ -21,7 +22,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::web;
 use polyfaas_protocol::Language;
@@ -38,6 +39,8 @@ use crate::store::{BundleStore, FunctionName, VersionRecord};
 
 /// How often a node catches up in full even without a notification.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// How often a node writes its heartbeat row.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// Wait before listening again after the database went away.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -54,11 +57,18 @@ pub struct Follower {
     state: web::Data<AppState>,
     local: Arc<LocalStore>,
     db: Arc<Db>,
+    started_unix: u64,
 }
 
 impl Follower {
     pub fn new(state: web::Data<AppState>, local: Arc<LocalStore>, db: Arc<Db>) -> Self {
-        Self { state, local, db }
+        let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { state, local, db, started_unix }
+    }
+
+    /// This node's row in the nodes table (`GET /admin/nodes`).
+    async fn heartbeat(&self) -> Result<(), Unavailable> {
+        self.db.heartbeat(&self.state.main_addr.to_string(), self.started_unix).await
     }
 
     /// Brings every function in line: those in the database and those held here.
@@ -109,9 +119,12 @@ impl Follower {
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         // Whatever changed while no one listened.
         self.resync_all().await?;
+        self.heartbeat().await?;
         info!("following the shared store");
         let mut tick = tokio::time::interval(RESYNC_EVERY);
         tick.tick().await;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.tick().await;
         loop {
             tokio::select! {
                 name = changed.recv() => {
@@ -125,6 +138,7 @@ impl Follower {
                     }
                 }
                 _ = tick.tick() => self.resync_all().await?,
+                _ = heartbeat.tick() => self.heartbeat().await?,
             }
         }
     }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Where uploads are spooled while they arrive.
     pub spool_dir: std::path::PathBuf,
+    /// The shared store's database, when there is one (`GET /admin/nodes`).
+    pub cluster: Option<Arc<Db>>,
     /// The main listener's bound address (the console's curl lines point at it).
     pub main_addr: std::net::SocketAddr,
     /// The admin listener's bound address, when management has its own
@@ -159,10 +161,12 @@ pub async fn run(mut config: Config) -> Result<()> {
         auth,
         deploys: crate::deploy_locks::NameLocks::default(),
         spool_dir,
+        cluster: shared.as_ref().map(|(_, db)| db.clone()),
         main_addr: addr,
         admin_addr,
     });
     if let Some((local, db)) = shared {
+        db.set_node(format!("{}/{addr}", hostname()));
         // A node serves only once it holds what the cluster serves.
         let follower = crate::cluster::Follower::new(state.clone(), local, db);
         follower.resync_all().await.context("catching up with the shared store")?;
@@ -383,8 +387,7 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn BundleStore>, Shared)> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         anyhow::bail!("store must be a postgres:// URL (or unset, for the data dir alone)");
     }
-    let node = format!("{}/{}", hostname(), config.listen);
-    let db = Arc::new(Db::new(url, node).context("reading the store URL")?);
+    let db = Arc::new(Db::new(url).context("reading the store URL")?);
     db.migrate().await.context("opening the shared store")?;
     info!("functions are kept in the shared store (PostgreSQL); the data dir holds this node's copy");
     let local = Arc::new(local);
@@ -392,7 +395,7 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn BundleStore>, Shared)> {
     Ok((Arc::new(store), Some((local, db))))
 }
 
-/// This machine's name, for the shared store's history.
+/// This machine's name: with the address, a node's name in the shared store.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
 }

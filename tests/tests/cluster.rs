@@ -84,6 +84,40 @@ fn deploys_rollbacks_and_deletes_on_one_node_reach_every_node() {
 }
 
 #[test]
+fn nodes_list_each_other_by_heartbeat_and_the_store_url_leaves_the_environment() {
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The URL through the environment, as the Kubernetes manifest gives it.
+    let env = [("POLYFAAS_STORE", pg.url()), ("POLYFAAS_ADMIN_TOKEN", "t0ken".to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Server::start_in(&tmp.path().join("a"), &[], &env);
+    let b = Server::start_in(&tmp.path().join("b"), &[], &env);
+    let environ = std::fs::read(format!("/proc/{}/environ", a.pid())).expect("environ");
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("postgres://"),
+        "the store URL is still in /proc/<pid>/environ"
+    );
+
+    let listed = |server: &Server| server.manage("GET", "/admin/nodes", &[], b"").json();
+    assert!(
+        wait_until(PROPAGATION, || listed(&a)["nodes"].as_array().is_some_and(|n| n.len() == 2)),
+        "A does not list both nodes: {}",
+        listed(&a)
+    );
+    let nodes = listed(&a);
+    assert_eq!(nodes["store"], "postgres");
+    let entries = nodes["nodes"].as_array().expect("nodes");
+    for (server, entry) in [&a, &b].iter().map(|s| {
+        let address = s.url("").trim_start_matches("http://").to_string();
+        (s, entries.iter().find(|e| e["address"] == address.as_str()).cloned().expect("listed by address"))
+    }) {
+        assert_eq!(entry["alive"], true, "{entry}");
+        assert_eq!(entry["self"], std::ptr::eq(*server, &a), "{entry}");
+    }
+    assert_eq!(a.get("/admin/nodes").status, 401, "the node list is for the admin token");
+}
+
+#[test]
 fn two_nodes_deploying_one_function_at_once_number_versions_without_gaps() {
     let pg = Postgres::start();
     let (a, b) = (node(&pg), node(&pg));

@@ -1,7 +1,8 @@
 //! Operator routes. Under `/admin`, with `Authorization: Bearer <token>`:
 //! `GET /admin/workers`, `POST /admin/workers/restart` (`?function=`,
 //! `?language=`, `?force=true`), `POST /admin/workers/{id}/restart`,
-//! `GET /admin/functions`, `GET /admin/series[?function=]` (the last 15 minutes
+//! `GET /admin/functions`, `GET /admin/nodes` (the cluster's nodes by their
+//! heartbeats; this node alone without a shared store), `GET /admin/series[?function=]` (the last 15 minutes
 //! in 5-second buckets, for the console's charts), `ANY /admin/invoke/{name}[/{tail}]`
 //! (the console's invocation, handled in `crate::api`: with `--admin-listen` the
 //! admin listener serves no `/fn`). Open, for probes and scrapers: `GET /healthz`,
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/workers/{id}/restart").route(web::post().to(restart_one)))
         .service(web::resource("/admin/functions").route(web::get().to(functions)))
         .service(web::resource("/admin/series").route(web::get().to(series)))
+        .service(web::resource("/admin/nodes").route(web::get().to(nodes)))
         .service(web::resource("/admin/invoke/{name}").to(crate::api::console_invoke))
         .service(web::resource("/admin/invoke/{name}/{tail:.*}").to(crate::api::console_invoke));
 }
@@ -52,6 +54,31 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.telemetry.encode(queued, &by_state))
+}
+
+/// A node is counted alive while its heartbeat is younger than this.
+const ALIVE_WITHIN_MS: u64 = 3 * crate::cluster::HEARTBEAT_EVERY.as_millis() as u64;
+
+/// `GET /admin/nodes`: every node of the cluster by its heartbeat row, this one
+/// marked `self`; without a shared store, this node alone.
+async fn nodes(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let Some(db) = &state.cluster else {
+        let this = json!({ "node": "local", "address": state.main_addr.to_string(), "self": true, "alive": true });
+        return Ok(HttpResponse::Ok().json(json!({ "store": "local", "nodes": [this] })));
+    };
+    let rows = db.nodes().await.map_err(|e| crate::store::StoreError::Unavailable(e.0))?;
+    let nodes: Vec<_> = rows
+        .into_iter()
+        .map(|row| {
+            let (is_self, alive) = (row.node == db.node(), row.seen_ms_ago < ALIVE_WITHIN_MS);
+            let mut v = json!(row);
+            v["self"] = json!(is_self);
+            v["alive"] = json!(alive);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "store": "postgres", "nodes": nodes })))
 }
 
 async fn workers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

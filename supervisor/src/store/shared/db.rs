@@ -9,6 +9,7 @@
 //! It must never be on the invocation path, and never hold the connection's
 //! lock across anything but its own queries.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard};
@@ -64,20 +65,82 @@ pub enum RollbackTo {
     NoSuchVersion,
 }
 
+/// A node as its heartbeat row tells.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRow {
+    pub node: String,
+    pub address: String,
+    pub started_unix: u64,
+    /// Milliseconds since its last heartbeat.
+    pub seen_ms_ago: u64,
+}
+
 pub struct Db {
     config: Config,
-    /// This node's name, written into the history.
-    node: String,
+    /// This node's name, written into the history and the nodes table; set
+    /// once the server knows its address.
+    node: OnceLock<String>,
     client: Mutex<Option<Client>>,
 }
 
 impl Db {
     /// Parses `url` (a `postgres://` URL or a key=value string).
-    pub fn new(url: &str, node: String) -> Result<Self, Unavailable> {
+    pub fn new(url: &str) -> Result<Self, Unavailable> {
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| Unavailable(e.to_string()))?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("polyfaas");
-        Ok(Self { config, node, client: Mutex::new(None) })
+        Ok(Self { config, node: OnceLock::new(), client: Mutex::new(None) })
+    }
+
+    /// Names this node (once; later calls change nothing).
+    pub fn set_node(&self, name: String) {
+        let _ = self.node.set(name);
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        self.node.get().map_or("unnamed", String::as_str)
+    }
+
+    /// Writes this node's heartbeat, and forgets nodes gone for a day.
+    pub async fn heartbeat(&self, address: &str, started_unix: u64) -> Result<(), Unavailable> {
+        let (node, started) = (self.node(), started_unix as f64);
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO nodes (node, address, started_at, seen_at) VALUES ($1, $2, to_timestamp($3), now()) \
+                 ON CONFLICT (node) DO UPDATE SET address = EXCLUDED.address, started_at = EXCLUDED.started_at, \
+                 seen_at = now()",
+                &[&node, &address, &started],
+            )
+            .await?;
+            c.execute("DELETE FROM nodes WHERE seen_at < now() - interval '1 day'", &[]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every node's heartbeat row, by name.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, Unavailable> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT node, address, extract(epoch FROM started_at)::bigint, \
+                     (extract(epoch FROM now() - seen_at) * 1000)::bigint FROM nodes ORDER BY node",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| NodeRow {
+                    node: r.get(0),
+                    address: r.get(1),
+                    started_unix: r.get::<_, i64>(2).max(0) as u64,
+                    seen_ms_ago: r.get::<_, i64>(3).max(0) as u64,
+                })
+                .collect())
+        })
+        .await
     }
 
     pub fn config(&self) -> &Config {
@@ -195,7 +258,7 @@ impl Db {
     /// that takes the function's row lock: its number is the next one, whatever
     /// other nodes do at the same time. Returns the number.
     pub async fn add_version(&self, name: &str, new: &NewVersion<'_>) -> Result<u64, Unavailable> {
-        let node = self.node.as_str();
+        let node = self.node();
         self.with(async |c| {
             let t = c.transaction().await?;
             t.execute(
@@ -234,7 +297,7 @@ impl Db {
 
     /// Makes `to` (or the newest version older than the current) current.
     pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<RollbackTo, Unavailable> {
-        let node = self.node.as_str();
+        let node = self.node();
         let to = to.map(|v| v as i64);
         self.with(async |c| {
             let t = c.transaction().await?;
@@ -269,7 +332,7 @@ impl Db {
 
     /// Deletes the given versions (never the current one). Returns those removed.
     pub async fn remove_versions(&self, name: &str, versions: &[u64]) -> Result<Vec<u64>, Unavailable> {
-        let node = self.node.as_str();
+        let node = self.node();
         let versions: Vec<i64> = versions.iter().map(|v| *v as i64).collect();
         self.with(async |c| {
             let t = c.transaction().await?;
@@ -292,7 +355,7 @@ impl Db {
 
     /// Deletes `name` and all its versions. Returns whether it existed.
     pub async fn delete(&self, name: &str) -> Result<bool, Unavailable> {
-        let node = self.node.as_str();
+        let node = self.node();
         self.with(async |c| {
             let t = c.transaction().await?;
             let deleted = t.execute("DELETE FROM functions WHERE name = $1", &[&name]).await? > 0;

@@ -2,8 +2,10 @@
 //! optional TOML file, in that order of precedence, then the built-in defaults.
 //!
 //! One struct, [`Settings`], is all three sources: clap reads flags and env vars
-//! into it, serde reads the file into it, and [`Settings::resolve`] fills the
-//! gaps with defaults. Adding a key is adding one field (and its default).
+//! into it, serde reads the file into it (and merges the two), and
+//! [`Settings::resolve`] fills the gaps with defaults into [`Config`]. Adding a
+//! key is a field in `Settings` (its flag, env var, file key and help) and its
+//! decided value in `Config` (with the default, in `resolve`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use polyfaas_protocol::sandbox::MAX_FUNCTION_MEMORY_MB;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every setting of `polyfaas serve`. Unset fields fall through to the next source.
-#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[derive(Debug, Default, Clone, clap::Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port and logs it [default: 127.0.0.1:8080]
@@ -153,7 +155,7 @@ pub struct Settings {
     pub store: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Plain,
@@ -212,55 +214,25 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => Settings::default(),
         };
-        self.or(file).resolve()
+        self.or(file)?.resolve()
     }
 
-    /// Field by field: ours where set, else `fallback`'s.
-    fn or(self, fallback: Settings) -> Settings {
-        Settings {
-            listen: self.listen.or(fallback.listen),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            workers: self.workers.or(fallback.workers),
-            config: self.config,
-            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
-            max_timeout_ms: self.max_timeout_ms.or(fallback.max_timeout_ms),
-            memory_mb: self.memory_mb.or(fallback.memory_mb),
-            max_memory_mb: self.max_memory_mb.or(fallback.max_memory_mb),
-            concurrency: self.concurrency.or(fallback.concurrency),
-            max_concurrency: self.max_concurrency.or(fallback.max_concurrency),
-            max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
-            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
-            max_log_bytes: self.max_log_bytes.or(fallback.max_log_bytes),
-            max_upload_bytes: self.max_upload_bytes.or(fallback.max_upload_bytes),
-            max_unpacked_bytes: self.max_unpacked_bytes.or(fallback.max_unpacked_bytes),
-            max_bundle_entries: self.max_bundle_entries.or(fallback.max_bundle_entries),
-            max_queue: self.max_queue.or(fallback.max_queue),
-            queue_timeout_ms: self.queue_timeout_ms.or(fallback.queue_timeout_ms),
-            warm_workers: self.warm_workers.or(fallback.warm_workers),
-            keep_versions: self.keep_versions.or(fallback.keep_versions),
-            max_versions: self.max_versions.or(fallback.max_versions),
-            max_functions: self.max_functions.or(fallback.max_functions),
-            max_store_bytes: self.max_store_bytes.or(fallback.max_store_bytes),
-            worker_bin: self.worker_bin.or(fallback.worker_bin),
-            ruby_wasm: self.ruby_wasm.or(fallback.ruby_wasm),
-            worker_user: self.worker_user.or(fallback.worker_user),
-            worker_group: self.worker_group.or(fallback.worker_group),
-            sandbox_disable: self.sandbox_disable.or(fallback.sandbox_disable),
-            sandbox_allow_degraded: self.sandbox_allow_degraded.or(fallback.sandbox_allow_degraded),
-            runtime_cache: self.runtime_cache.or(fallback.runtime_cache),
-            admin_token: self.admin_token.or(fallback.admin_token),
-            admin_token_file: self.admin_token_file.or(fallback.admin_token_file),
-            insecure_open_management: self.insecure_open_management.or(fallback.insecure_open_management),
-            log_format: self.log_format.or(fallback.log_format),
-            drain_timeout_ms: self.drain_timeout_ms.or(fallback.drain_timeout_ms),
-            max_connections: self.max_connections.or(fallback.max_connections),
-            header_timeout_ms: self.header_timeout_ms.or(fallback.header_timeout_ms),
-            body_timeout_ms: self.body_timeout_ms.or(fallback.body_timeout_ms),
-            admin_listen: self.admin_listen.or(fallback.admin_listen),
-            strip_set_cookie: self.strip_set_cookie.or(fallback.strip_set_cookie),
-            max_concurrent_uploads: self.max_concurrent_uploads.or(fallback.max_concurrent_uploads),
-            store: self.store.or(fallback.store),
+    /// Field by field: ours where set, else `fallback`'s. Through serde (the
+    /// file's own keys), so a new setting needs no line here.
+    fn or(self, fallback: Settings) -> Result<Settings> {
+        let config = self.config.clone();
+        let mut ours = serde_json::to_value(self).context("merging settings")?;
+        let theirs = serde_json::to_value(fallback).context("merging settings")?;
+        if let (Some(ours), Some(theirs)) = (ours.as_object_mut(), theirs.as_object()) {
+            for (key, value) in theirs {
+                if ours.get(key).is_none_or(serde_json::Value::is_null) {
+                    ours.insert(key.clone(), value.clone());
+                }
+            }
         }
+        let mut merged: Settings = serde_json::from_value(ours).context("merging settings")?;
+        merged.config = config;
+        Ok(merged)
     }
 
     fn resolve(self) -> Result<Config> {
@@ -393,11 +365,31 @@ mod tests {
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let file: Settings = toml::from_str("workers = 7\ntimeout-ms = 500\nlisten = \"127.0.0.1:9\"").expect("toml");
         let cli = Settings { workers: Some(2), ..Default::default() };
-        let c = cli.or(file).resolve().expect("valid");
+        let c = cli.or(file).expect("merge").resolve().expect("valid");
         assert_eq!(c.workers, 2);
         assert_eq!(c.timeout_ms, 500);
         assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9)));
         assert_eq!(c.max_queue, 1024);
+    }
+
+    #[test]
+    fn every_kind_of_value_survives_the_merge() {
+        let file: Settings = toml::from_str(
+            "store = \"postgres://db/x\"\nsandbox-disable = [\"netns\"]\nlog-format = \"json\"\n\
+             admin-listen = \"127.0.0.1:9\"\nstrip-set-cookie = true\ndata-dir = \"/srv/f\"",
+        )
+        .expect("toml");
+        let cli =
+            Settings { log_format: Some(LogFormat::Plain), config: Some("/etc/f.toml".into()), ..Default::default() };
+        let merged = cli.or(file).expect("merge");
+        assert_eq!(merged.config.as_deref(), Some(Path::new("/etc/f.toml")), "the file's own path is the flag's");
+        let c = merged.resolve().expect("valid");
+        assert_eq!(c.store.as_deref(), Some("postgres://db/x"));
+        assert_eq!(c.sandbox_disable, vec!["netns".to_string()]);
+        assert_eq!(c.log_format, LogFormat::Plain, "the flag wins");
+        assert_eq!(c.admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+        assert!(c.strip_set_cookie);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/f"));
     }
 
     #[test]
@@ -413,7 +405,7 @@ mod tests {
     fn connection_settings_come_from_the_file_too() {
         let file: Settings =
             toml::from_str("max-connections = 500\nheader-timeout-ms = 2000\nbody-timeout-ms = 9000").expect("toml");
-        let c = Settings::default().or(file).resolve().expect("valid");
+        let c = Settings::default().or(file).expect("merge").resolve().expect("valid");
         assert_eq!(c.max_connections, 500);
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.body_timeout, Duration::from_secs(9));

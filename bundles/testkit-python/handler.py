@@ -45,7 +45,7 @@ def _env(_):
     return dict(os.environ)
 
 
-# Hostile actions for tests/hostile.rs: each tries something the sandbox must refuse.
+# Hostile actions for tests/tests/hostile.rs: each tries something the sandbox must refuse.
 ATTACKS = {
     "readFile": lambda data: len(open(data["path"]).read()),
     "writeFile": _write,

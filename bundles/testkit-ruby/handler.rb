@@ -4,7 +4,7 @@ $counter = 0
 
 def recurse(n) = recurse(n + 1) + 1
 
-# Hostile actions for tests/hostile.rs: each tries something the sandbox must refuse.
+# Hostile actions for tests/tests/hostile.rs: each tries something the sandbox must refuse.
 ATTACKS = {
   "readFile" => ->(d) { File.read(d["path"]).size },
   "writeFile" => ->(d) { File.write(d["path"], "pwned") },

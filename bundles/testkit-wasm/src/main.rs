@@ -7,7 +7,7 @@
 //! (busy loop forever), `alloc` (`mb` megabytes), `recurse` (until the stack
 //! runs out), `print` (`bytes` bytes of output), `flood` (`bytes` of logs),
 //! `headers` (CGI status + header), `raw` (print `text` as it is: CGI headers and
-//! body of the test's choosing), and the hostile ones of tests/hostile.rs.
+//! body of the test's choosing), and the hostile ones of tests/tests/hostile.rs.
 
 use std::io::{Read, Write};
 
@@ -69,7 +69,7 @@ fn main() {
         }
         "headers" => print!("Status: 201\nContent-Type: text/plain\nX-Testkit: yes\n\ncreated"),
         "raw" => print!("{}", input.get("text").and_then(|t| t.as_str()).unwrap_or("")),
-        // Hostile actions for tests/hostile.rs. WASI preview 1 has no process,
+        // Hostile actions for tests/tests/hostile.rs. WASI preview 1 has no process,
         // socket or signal calls at all, and no directory is preopened.
         "readFile" => {
             attempt(std::fs::read(input["path"].as_str().unwrap_or("/etc/passwd")).map(|b| b.len().to_string()))

@@ -62,15 +62,6 @@ pub async fn run(mut config: Config) -> Result<()> {
         .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
     let open_files = raise_open_file_limit();
     // Worker watchers (exit, kill, retire) and process starts get their own
-    // Absolute and canonical from here on, so every bundle path the store hands out
-    // is too: a worker matches them against the store directories it opened
-    // (`SandboxConfig::read_paths`) and can resolve nothing itself.
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-    config.data_dir = config
-        .data_dir
-        .canonicalize()
-        .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
     // runtime, so a busy HTTP thread never delays noticing a dead worker. The
     // exchanges themselves run on the request's thread.
     let pool_runtime = PoolRuntime(Some(

@@ -271,11 +271,7 @@ impl LocalStore {
         if make_current {
             index.current = version;
         }
-        write_atomically(
-            &fn_dir,
-            INDEX_FILE,
-            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
-        )?;
+        write_index(&fn_dir, &index)?;
         fsync_dir(&self.functions_dir)?;
 
         self.verify(&staged.name, version, &version_dir, &index.artifacts);
@@ -304,11 +300,7 @@ impl LocalStore {
         let fn_dir = self.functions_dir.join(name.as_str());
         // The index first: a crash after it leaves unindexed directories, which a
         // later commit of that number replaces; never an index naming a missing one.
-        write_atomically(
-            &fn_dir,
-            INDEX_FILE,
-            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
-        )?;
+        write_index(&fn_dir, &index)?;
         if let Some(state) = self.write_functions().get_mut(name) {
             state.index = index;
         }
@@ -440,11 +432,7 @@ impl BundleStore for LocalStore {
             .cloned()
             .ok_or_else(|| StoreError::Index("vanished".into()))?;
         index.current = target;
-        write_atomically(
-            &fn_dir,
-            INDEX_FILE,
-            &serde_json::to_vec_pretty(&index).map_err(|e| StoreError::Index(e.to_string()))?,
-        )?;
+        write_index(&fn_dir, &index)?;
         let current = Arc::new(self.deployed(name, record, version_dir, &metadata)?);
         self.write_functions().insert(name.clone(), FunctionState { index, current: current.clone() });
         Ok(current)
@@ -486,6 +474,12 @@ impl BundleStore for LocalStore {
     fn refusals(&self) -> Refusals {
         self.refusals.clone()
     }
+}
+
+/// Replaces a function's index whole (see [`write_atomically`]).
+fn write_index(fn_dir: &Path, index: &FunctionIndex) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec_pretty(index).map_err(|e| StoreError::Index(e.to_string()))?;
+    Ok(write_atomically(fn_dir, INDEX_FILE, &bytes)?)
 }
 
 /// Which of `versions` a prune to the newest `keep` (at least one) removes:

@@ -12,7 +12,8 @@
 //!
 //! A node catches up in full when it starts (before it serves), whenever its
 //! listening connection comes back, and every [`RESYNC_EVERY`] as a safety net;
-//! it writes its heartbeat row every [`HEARTBEAT_EVERY`].
+//! it writes its heartbeat row every [`HEARTBEAT_EVERY`]. The same connection
+//! hears other nodes' log batches land, for readers long-polling the logs.
 //! With the database gone it keeps serving what it has and retries.
 //!
 //! Owns that loop and the install of another node's version. It must never
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 use crate::deploy::{blocking, vet_artifacts};
 use crate::server::AppState;
 use crate::store::local::LocalStore;
+use crate::store::shared::db::logs::LOG_CHANNEL;
 use crate::store::shared::db::{CHANNEL, Db, Unavailable};
 use crate::store::{BundleStore, FunctionName, VersionRecord};
 
@@ -98,10 +100,17 @@ impl Follower {
     async fn listen(&self) -> Result<(), Unavailable> {
         let (client, mut connection) = Db::connect(self.db.config()).await?;
         let (tx, mut changed) = mpsc::unbounded_channel::<String>();
-        // The connection is driven here; its notifications become names.
+        let logs = self.state.cluster_logs.clone();
+        // The connection is driven here; its notifications become names (or
+        // wake the logs' waiting readers).
         let driver = tokio::spawn(async move {
             while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 match message {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == LOG_CHANNEL => {
+                        if let Some(logs) = &logs {
+                            logs.notified();
+                        }
+                    }
                     Ok(AsyncMessage::Notification(n)) => {
                         if tx.send(n.payload().to_string()).is_err() {
                             break;
@@ -116,7 +125,7 @@ impl Follower {
             }
         });
         let _stop_driver = AbortOnDrop(driver);
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {LOG_CHANNEL}")).await?;
         // Whatever changed while no one listened.
         self.resync_all().await?;
         self.heartbeat().await?;

@@ -78,7 +78,7 @@ impl Deployer<'_> {
     {
         let _one_at_a_time = self.locks.lock(&name).await;
         let store = self.store.clone();
-        let mut staged = blocking(move || -> Result<Staged, DeployError> {
+        let staged = blocking(move || -> Result<Staged, DeployError> {
             // The store unpacks from memory: the zip is read back only now, once the
             // upload is complete and holds one of the few upload slots.
             let bytes = std::fs::read(zip.as_ref()).map_err(DeployError::Spool)?;
@@ -86,25 +86,9 @@ impl Deployer<'_> {
             Ok(store.stage(&name, &bytes)?)
         })
         .await??;
-        let artifacts = match self.prepare(&staged).await.and_then(|a| vet_artifacts(&staged, a)) {
-            Ok(artifacts) => artifacts,
-            Err(e) => {
-                let store = self.store.clone();
-                blocking(move || store.discard(staged)).await?;
-                return Err(e);
-            }
-        };
+        let staged = self.check(staged).await?;
         let store = self.store.clone();
-        let deployed = blocking(move || -> Result<Arc<Deployed>, StoreError> {
-            for artifact in &artifacts {
-                if let Err(e) = store.add_artifact(&mut staged, &artifact.file_name, &artifact.bytes) {
-                    store.discard(staged);
-                    return Err(e);
-                }
-            }
-            store.commit(staged)
-        })
-        .await??;
+        let deployed = blocking(move || store.commit(staged)).await??;
         self.pool.serve_version(&deployed.name, Some(deployed.version));
         tracing::info!(function = %deployed.name, version = deployed.version, "deployed");
         let (store, name) = (self.store.clone(), deployed.name.clone());
@@ -117,6 +101,49 @@ impl Deployer<'_> {
             Err(e) => tracing::warn!(function = %deployed.name, "cannot prune old versions: {e}"),
         }
         Ok(deployed)
+    }
+
+    /// Stores `bytes` as version `version` of `name` (an import from an archive),
+    /// checked as any upload is; current if `make_current` or the function is
+    /// new. The caller moves the pool once the function's versions are in.
+    pub async fn import(
+        &self,
+        name: FunctionName,
+        bytes: Vec<u8>,
+        version: u64,
+        created_unix: u64,
+        make_current: bool,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let _one_at_a_time = self.locks.lock(&name).await;
+        let store = self.store.clone();
+        let staged = blocking(move || store.stage(&name, &bytes)).await??;
+        let staged = self.check(staged).await?;
+        let store = self.store.clone();
+        Ok(blocking(move || store.import(staged, version, created_unix, make_current)).await??)
+    }
+
+    /// Has a fresh worker check the staged bundle and adds what it made (a
+    /// precompiled module). On any failure the staged copy is discarded.
+    async fn check(&self, mut staged: Staged) -> Result<Staged, DeployError> {
+        let artifacts = match self.prepare(&staged).await.and_then(|a| vet_artifacts(&staged, a)) {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                let store = self.store.clone();
+                blocking(move || store.discard(staged)).await?;
+                return Err(e);
+            }
+        };
+        let store = self.store.clone();
+        Ok(blocking(move || -> Result<Staged, StoreError> {
+            for artifact in &artifacts {
+                if let Err(e) = store.add_artifact(&mut staged, &artifact.file_name, &artifact.bytes) {
+                    store.discard(staged);
+                    return Err(e);
+                }
+            }
+            Ok(staged)
+        })
+        .await??)
     }
 
     /// Checks the staged bundle in a worker; returns what the worker made of it.

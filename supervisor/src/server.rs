@@ -28,7 +28,9 @@ pub struct AppState {
     pub pool: Pool,
     pub telemetry: Arc<Telemetry>,
     /// Invocations' kept logs, under one byte budget.
-    pub logs: crate::logs::Logs,
+    pub logs: Arc<crate::logs::Logs>,
+    /// In a cluster, where the logs route reads every node's logs from.
+    pub cluster_logs: Option<Arc<crate::logs::cluster::ClusterLogs>>,
     pub config: Config,
     /// Who may manage functions and use `/admin`.
     pub auth: crate::auth::Guard,
@@ -142,11 +144,16 @@ pub async fn run(mut config: Config) -> Result<()> {
     // request's headers; writing an answer gets as long as reading a body.
     let watch = conn_watch::Limits { idle: KEEP_ALIVE + header_timeout, write: config.body_timeout };
     let auth = crate::auth::Guard::new(config.admin_token.clone());
+    let node = format!("{}/{addr}", hostname());
+    let keep = if shared.is_some() { crate::logs::Keep::AndShip } else { crate::logs::Keep::Here };
+    let logs = Arc::new(crate::logs::Logs::new(config.max_log_bytes, &node, keep));
+    let cluster_logs = shared.as_ref().map(|(_, db)| Arc::new(crate::logs::cluster::ClusterLogs::new(db.clone())));
     let state = web::Data::new(AppState {
         store,
         pool: pool.clone(),
         telemetry,
-        logs: crate::logs::Logs::new(config.max_log_bytes),
+        logs: logs.clone(),
+        cluster_logs: cluster_logs.clone(),
         uploads: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
         config,
         auth,
@@ -157,11 +164,14 @@ pub async fn run(mut config: Config) -> Result<()> {
         admin_addr,
     });
     if let Some((local, db)) = shared {
-        db.set_node(format!("{}/{addr}", hostname()));
+        db.set_node(node);
         // A node serves only once it holds what the cluster serves.
         let follower = crate::cluster::Follower::new(state.clone(), local, db);
         follower.resync_all().await.context("catching up with the shared store")?;
         tokio::spawn(follower.run());
+        if let Some(cluster_logs) = cluster_logs {
+            tokio::spawn(cluster_logs.ship(logs, state.config.max_log_bytes));
+        }
     }
     let server = HttpServer::new(move || {
         App::new()

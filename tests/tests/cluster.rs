@@ -190,6 +190,123 @@ fn with_the_database_down_nodes_keep_serving_and_refuse_changes_then_catch_up() 
     );
 }
 
+/// A JS function that logs `said <m>` (and, asked to, a NUL byte) on every call.
+fn talker() -> Vec<u8> {
+    script_bundle(
+        "js",
+        "handler.js",
+        "function handler(ctx) {\n  const m = ctx.request().getParam(\"m\");\n  console.log(\"said \" + m + (m === \"nul\" ? \"\\u0000!\" : \"\"));\n  return \"ok\";\n}\nhandler\n",
+    )
+}
+
+fn logs_page(server: &Server, query: &str) -> Value {
+    let r = server.manage("GET", &format!("/api/v1/functions/say/logs{query}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn said(page: &Value) -> Vec<(String, String)> {
+    page["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|e| {
+            (e["text"].as_str().unwrap_or("").trim_end().to_string(), e["node"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+fn count_rows(pg: &Postgres) -> u64 {
+    pg.sql("SELECT count(*) FROM invocation_logs WHERE function = 'say'").parse().expect("a count")
+}
+
+#[test]
+fn every_node_reads_the_whole_clusters_logs_through_one_cursor() {
+    let mut pg = Postgres::start();
+    let (a, b) = (node(&pg), node(&pg));
+    let node_of = |s: &Server| s.url("").trim_start_matches("http://").to_string();
+    assert_eq!(a.deploy("say", &talker()).status, 201);
+    assert!(wait_until(PROPAGATION, || b.invoke("say", &json!({})).status == 200), "B never served say");
+    // Whatever that readiness probe logged, from here on only new entries count.
+    assert!(wait_until(PROPAGATION, || count_rows(&pg) >= 1), "B's entry was never shipped");
+    let start = logs_page(&b, "");
+    assert_eq!(start["cluster"], true);
+    let cursor = start["cursor"].as_str().expect("cursor").to_string();
+    assert!(cursor.starts_with("pg-"), "{cursor}");
+
+    // A reader long-polling on B wakes for an invocation on A.
+    let woke = std::thread::scope(|s| {
+        let reader = s.spawn(|| logs_page(&b, &format!("?after={cursor}&wait=25000")));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(a.call("GET", "/fn/say?m=from-a", &[], b"").status, 200);
+        reader.join().expect("reader")
+    });
+    let got = said(&woke);
+    assert_eq!(got.len(), 1, "{woke}");
+    assert_eq!(got[0].0, "said from-a");
+    assert!(got[0].1.ends_with(&node_of(&a)), "the entry names node A: {woke}");
+
+    // B's own invocations, a NUL byte included, land in the same sequence.
+    assert_eq!(b.call("GET", "/fn/say?m=nul", &[], b"").status, 200);
+    assert_eq!(b.call("GET", "/fn/say?m=from-b", &[], b"").status, 200);
+    let after_a = woke["cursor"].as_str().expect("cursor").to_string();
+    assert!(
+        wait_until(PROPAGATION, || said(&logs_page(&a, &format!("?after={after_a}"))).len() == 2),
+        "A never saw B's entries: {}",
+        logs_page(&a, "")
+    );
+    let page = logs_page(&a, &format!("?after={after_a}"));
+    let got = said(&page);
+    assert_eq!(got[0].0, "said nul\u{FFFD}!", "NUL is replaced, not refused: {page}");
+    assert_eq!(got[1].0, "said from-b");
+    assert!(got.iter().all(|(_, n)| n.ends_with(&node_of(&b))), "{page}");
+    let seqs: Vec<u64> = page["logs"].as_array().expect("logs").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The same page, read on either node.
+    assert_eq!(said(&logs_page(&b, &format!("?after={after_a}"))), got);
+
+    // A cursor of one node's memory means nothing to the cluster.
+    let r = a.manage("GET", "/api/v1/functions/say/logs?after=0000abcd-1", &[], b"");
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_cursor")), "{}", r.text());
+
+    // Retention: the newest 50 per function, whichever node ran them.
+    for i in 0..30 {
+        assert_eq!(a.call("GET", &format!("/fn/say?m=a{i}"), &[], b"").status, 200);
+        assert_eq!(b.call("GET", &format!("/fn/say?m=b{i}"), &[], b"").status, 200);
+    }
+    assert!(
+        wait_until(PROPAGATION, || {
+            let got = said(&logs_page(&a, ""));
+            ["said a29", "said b29"].iter().all(|last| got.iter().any(|(t, _)| t == last))
+        }),
+        "the last entries never arrived"
+    );
+    assert_eq!(count_rows(&pg), 50);
+    assert_eq!(said(&logs_page(&b, "?limit=50")).len(), 50);
+
+    // The database away: invocations still answer, their logs wait on their
+    // node and arrive once it is back; reading the cluster's logs is refused.
+    pg.stop();
+    for i in 0..3 {
+        assert_eq!(a.call("GET", &format!("/fn/say?m=outage{i}"), &[], b"").status, 200);
+    }
+    let r = a.manage("GET", "/api/v1/functions/say/logs", &[], b"");
+    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("store_unavailable")), "{}", r.text());
+    pg.restart();
+    let outage = |page: &Value| said(page).iter().filter(|(t, _)| t.starts_with("said outage")).count();
+    assert!(
+        wait_until(PROPAGATION, || {
+            b.manage("GET", "/api/v1/functions/say/logs", &[], b"").status == 200 && outage(&logs_page(&b, "")) == 3
+        }),
+        "the entries logged during the outage never arrived: {}",
+        a.logs()
+    );
+
+    // Deleting the function deletes its logs.
+    assert_eq!(a.manage("DELETE", "/api/v1/functions/say", &[], b"").status, 200);
+    assert_eq!(count_rows(&pg), 0);
+}
+
 /// The shipped `deploy/nginx/polyfaas.conf` in front of three nodes, its
 /// upstream and listen addresses rewritten to this test's ports.
 fn balancer(nodes: &[&Server]) -> Nginx {

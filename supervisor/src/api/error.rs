@@ -114,6 +114,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound(name) => Self::not_found(format!("function {name}")),
             StoreError::NoSuchVersion(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::Exists(_) => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
             StoreError::Unavailable(_) => {
                 tracing::warn!("{e}");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())

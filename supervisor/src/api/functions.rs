@@ -67,7 +67,7 @@ pub async fn put(
 
 /// A place among the uploads in progress (held until the deploy ends), or
 /// `429 overloaded` when `max-concurrent-uploads` are already in progress.
-fn upload_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(super) fn upload_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     state.uploads.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -177,7 +177,8 @@ pub struct LogsQuery {
 /// function's kept invocation logs, oldest first. Without `after`, the newest
 /// `limit` (default and most: 50); with it, only entries newer than the cursor.
 /// `wait` long-polls (up to 30 s) until there is one. `cursor` continues after
-/// the newest entry returned.
+/// the newest entry returned. On a node of a cluster, the entries are every
+/// node's (each names its `node`), read from the shared store.
 pub async fn logs(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -189,25 +190,40 @@ pub async fn logs(
     if state.store.current(&name).is_none() {
         return Err(ApiError::not_found(format!("function {name}")));
     }
-    let after = match query.after.as_deref() {
-        Some(text) => Some(
-            state
-                .logs
-                .parse_cursor(text)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string()))?,
-        ),
-        None => None,
-    };
     let limit = query.limit.unwrap_or(crate::logs::HISTORY);
-    let page = match query.wait {
-        Some(ms) if ms > 0 => state.logs.wait(name.as_str(), after, limit, Duration::from_millis(ms)).await,
-        _ => state.logs.page(name.as_str(), after, limit),
+    let wait = query.wait.filter(|ms| *ms > 0).map(Duration::from_millis);
+    let bad_cursor =
+        |e: crate::logs::InvalidCursor| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string());
+    let (page, cursor) = match &state.cluster_logs {
+        // One node: its own memory.
+        None => {
+            let after = query.after.as_deref().map(|t| state.logs.parse_cursor(t)).transpose().map_err(bad_cursor)?;
+            let page = match wait {
+                Some(wait) => state.logs.wait(name.as_str(), after, limit, wait).await,
+                None => state.logs.page(name.as_str(), after, limit),
+            };
+            let cursor = state.logs.format_cursor(page.cursor);
+            (page, cursor)
+        }
+        // A cluster: every node's, from the shared store.
+        Some(cluster) => {
+            let after = query.after.as_deref().map(|t| cluster.parse_cursor(t)).transpose().map_err(bad_cursor)?;
+            let unavailable = |e: crate::store::shared::db::Unavailable| crate::store::StoreError::Unavailable(e.0);
+            let page = match wait {
+                Some(wait) => cluster.wait(name.as_str(), after, limit, wait).await,
+                None => cluster.page(name.as_str(), after, limit).await,
+            }
+            .map_err(unavailable)?;
+            let cursor = cluster.format_cursor(page.cursor);
+            (page, cursor)
+        }
     };
     let entries: Vec<&crate::logs::LogEntry> = page.entries.iter().map(|e| &**e).collect();
     Ok(HttpResponse::Ok().json(json!({
         "name": name.as_str(),
         "logs": entries,
-        "cursor": state.logs.format_cursor(page.cursor),
+        "cursor": cursor,
+        "cluster": state.cluster_logs.is_some(),
     })))
 }
 

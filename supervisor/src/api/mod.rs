@@ -4,6 +4,7 @@
 //! - `/api/v1/handler/{name}`: the original project's routes, byte-compatible;
 //! - `/api/v1/functions[/{name}[/logs|/rollback]]`: deploy, list, describe, delete,
 //!   recent logs, rollback;
+//! - `/api/v1/export`, `/api/v1/import`: every function in one archive, and back;
 //! - `/fn/{name}[/{tail}]`: invoke with the full request.
 //!
 //! Health, readiness, metrics and the admin routes are in `crate::admin`.
@@ -14,6 +15,7 @@ mod functions;
 mod invoke;
 pub use self::invoke::console_invoke;
 pub mod request_id;
+mod transfer;
 pub mod upload;
 
 use actix_web::{HttpResponse, web};
@@ -39,6 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/v1/functions/{name}/logs").route(web::get().to(functions::logs)))
     .service(web::resource("/api/v1/functions/{name}/rollback").route(web::post().to(functions::rollback)))
+    .service(web::resource("/api/v1/export").route(web::get().to(transfer::export)))
+    .service(web::resource("/api/v1/import").route(web::post().to(transfer::import)))
     .default_service(web::to(no_route));
 }
 

@@ -1,6 +1,6 @@
 //! The client commands of the `polyfaas` binary, for people who would otherwise
 //! write curl lines: `deploy`, `invoke`, `list`, `logs [-f]`, `rollback`,
-//! `delete`, `status`. They talk to a running server over its HTTP API
+//! `delete`, `status`, `export`, `import`. They talk to a running server over its HTTP API
 //! (`--server` or `POLYFAAS_URL`, `--token` or `POLYFAAS_TOKEN`) and print what a
 //! person reads; `--json` (`-o json`) prints the server's JSON for scripts.
 //!
@@ -90,6 +90,18 @@ pub enum Command {
     Delete { name: String },
     /// The server's health, readiness, workers (with --token) and functions
     Status,
+    /// Write every function with all its versions to one archive (a backup, or
+    /// what `import` reads into another server's store, local or PostgreSQL)
+    Export {
+        /// The archive to write
+        file: PathBuf,
+    },
+    /// Read an archive `export` wrote into the server's store (functions it
+    /// already has are skipped)
+    Import {
+        /// The archive to read
+        file: PathBuf,
+    },
 }
 
 pub fn run(client: &Client, command: Command) -> Result<()> {
@@ -136,7 +148,40 @@ pub fn run(client: &Client, command: Command) -> Result<()> {
             print_answer(&answer, json, |v| format!("deleted {}\n", v["name"].as_str().unwrap_or(&name)))
         }
         Command::Status => status(&agent, json),
+        Command::Export { file } => export(&agent, &file, json),
+        Command::Import { file } => {
+            let archive = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let request = agent.request("POST", "/api/v1/import").set("content-type", "application/zip");
+            let answer = http::read(request.send(bundle::upload_body(archive)))?;
+            if !json && answer.status == 422 {
+                // Some went in: say which, as well as what failed.
+                std::io::stdout().lock().write_all(render::imported(&answer.json()?).as_bytes())?;
+            }
+            print_answer(&answer, json, render::imported)
+        }
     }
+}
+
+/// `export FILE`: the archive streamed to a file next to FILE, renamed into
+/// place once whole (an interrupted export leaves no half archive under FILE).
+fn export(agent: &Agent, file: &std::path::Path, json: bool) -> Result<()> {
+    let response = match agent.request("GET", "/api/v1/export").call() {
+        Ok(response) => response,
+        Err(e @ ureq::Error::Status(..)) => return print_answer(&http::read(Err(e))?, json, |_| String::new()),
+        Err(e) => bail!("cannot reach the server: {e}"),
+    };
+    let partial = file.with_extension("partial");
+    let mut out = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let bytes = std::io::copy(&mut response.into_reader(), &mut out).context("receiving the archive")?;
+    out.sync_all()?;
+    std::fs::rename(&partial, file).with_context(|| format!("writing {}", file.display()))?;
+    let text = format!("exported to {} ({})\n", file.display(), render::size(bytes));
+    if json {
+        println!("{}", serde_json::json!({ "file": file, "bytes": bytes }));
+    } else {
+        print!("{text}");
+    }
+    Ok(())
 }
 
 /// Prints an answer: `text` of its JSON for a person, or the JSON itself; a
@@ -172,6 +217,7 @@ fn fail_unless_ok(answer: &Answer) -> Result<()> {
 
 /// `logs [-f]`: the newest entries, then (following) every new one as it lands,
 /// through the logs cursor and a long poll. With `--json`, one entry per line.
+/// In a cluster, each header names the node that ran the invocation.
 fn logs(agent: &Agent, name: &str, follow: bool, limit: usize, json: bool) -> Result<()> {
     let first = agent.get(&format!("/api/v1/functions/{name}/logs?limit={limit}"))?;
     if !follow {
@@ -180,7 +226,8 @@ fn logs(agent: &Agent, name: &str, follow: bool, limit: usize, json: bool) -> Re
             if entries.is_empty() {
                 return format!("no invocations of {name} logged yet\n");
             }
-            entries.iter().map(render::log_block).collect::<Vec<_>>().join("\n")
+            let cluster = v["cluster"] == true;
+            entries.iter().map(|e| render::log_block(e, cluster)).collect::<Vec<_>>().join("\n")
         });
     }
     let mut page = first;
@@ -195,8 +242,9 @@ fn logs(agent: &Agent, name: &str, follow: bool, limit: usize, json: bool) -> Re
         }
         let value = page.json()?;
         let mut out = std::io::stdout().lock();
+        let cluster = value["cluster"] == true;
         for entry in value["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let line = if json { format!("{entry}\n") } else { render::log_block(entry) + "\n" };
+            let line = if json { format!("{entry}\n") } else { render::log_block(entry, cluster) + "\n" };
             out.write_all(line.as_bytes())?;
         }
         out.flush()?;

@@ -26,8 +26,9 @@ pub fn function_table(functions: &[Value]) -> String {
     lines(&table)
 }
 
-/// `polyfaas logs`: one block per invocation, its text indented under a header.
-pub fn log_block(entry: &Value) -> String {
+/// `polyfaas logs`: one block per invocation, its text indented under a header
+/// (which, from a cluster, ends with the node that ran it).
+pub fn log_block(entry: &Value, with_node: bool) -> String {
     let status = entry["status"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     let mut out = format!(
         "{}  {}  v{}  {} {}  {}\n",
@@ -38,6 +39,9 @@ pub fn log_block(entry: &Value) -> String {
         text(&entry["outcome"]),
         entry["durationMs"].as_f64().map(duration).unwrap_or_default(),
     );
+    if with_node {
+        out.insert_str(out.len() - 1, &format!("  on {}", text(&entry["node"])));
+    }
     let body = entry["text"].as_str().unwrap_or_default().trim_end();
     if body.is_empty() {
         out.push_str("    (no output)\n");
@@ -49,6 +53,33 @@ pub fn log_block(entry: &Value) -> String {
     }
     if entry["truncated"] == true {
         out.push_str("    … (cut: the rest was not kept)\n");
+    }
+    out
+}
+
+/// `polyfaas import`: one line per function imported, skipped or failed.
+pub fn imported(answer: &Value) -> String {
+    let list = |key: &str| answer[key].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    for f in list("imported") {
+        let versions: Vec<String> =
+            f["versions"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|v| format!("v{v}")).collect();
+        out += &format!("imported {} ({}; current v{})\n", text(&f["name"]), versions.join(", "), text(&f["current"]));
+    }
+    for f in list("skipped") {
+        out += &format!("skipped {}: {}\n", text(&f["name"]), text(&f["reason"]));
+    }
+    for f in list("failed") {
+        out += &format!(
+            "failed {} v{}: {} ({})\n",
+            text(&f["name"]),
+            text(&f["version"]),
+            text(&f["error"]),
+            text(&f["code"])
+        );
+    }
+    if out.is_empty() {
+        out = "the archive holds no functions\n".into();
     }
     out
 }
@@ -212,7 +243,13 @@ mod tests {
     fn a_log_entry_is_a_block_with_indented_text() {
         let entry = json!({"seq": 1, "requestId": "r-1", "atUnix": 0, "version": 2, "outcome": "ok",
                            "status": 200, "durationMs": 1.25, "text": "one\ntwo\n", "truncated": false});
-        assert_eq!(log_block(&entry), "1970-01-01 00:00:00  r-1  v2  200 ok  1.2 ms\n    one\n    two\n");
+        assert_eq!(log_block(&entry, false), "1970-01-01 00:00:00  r-1  v2  200 ok  1.2 ms\n    one\n    two\n");
+        let entry = json!({"node": "b/10.0.0.2:8080", "requestId": "r-2", "atUnix": 0, "version": 1,
+                           "outcome": "ok", "status": 200, "durationMs": 1.0, "text": "", "truncated": false});
+        assert_eq!(
+            log_block(&entry, true),
+            "1970-01-01 00:00:00  r-2  v1  200 ok  1.0 ms  on b/10.0.0.2:8080\n    (no output)\n"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! made unless its name and recorded sha256 say it is the module it stored
 //! ([`integrity`]).
 
+pub mod archive;
 pub mod bundle;
 #[cfg(test)]
 mod fuzz;
@@ -133,6 +134,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     NoSuchVersion(String),
+    /// An import would overwrite what the store already holds.
+    #[error("{0}")]
+    Exists(String),
     /// The shared store's database cannot be reached: nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -151,6 +155,22 @@ pub trait BundleStore: Send + Sync + 'static {
 
     /// Makes a staged upload the function's new current version.
     fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError>;
+
+    /// Stores a staged upload as version `version` of its function, made at
+    /// `created_unix` (an import from an archive); it becomes current if
+    /// `make_current` or the function is new. `Exists` if that version is stored.
+    fn import(
+        &self,
+        staged: Staged,
+        version: u64,
+        created_unix: u64,
+        make_current: bool,
+    ) -> Result<Arc<Deployed>, StoreError>;
+
+    /// One stored version's bundle as a zip: the upload itself where the store
+    /// keeps it (the shared store), else its files packed again, the same bytes
+    /// every time (the local store).
+    fn bundle_zip(&self, name: &FunctionName, version: u64) -> Result<Vec<u8>, StoreError>;
 
     /// Drops a staged upload.
     fn discard(&self, staged: Staged);

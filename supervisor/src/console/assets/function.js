@@ -75,12 +75,14 @@ export async function functionView(view, { arg: name, signal, onAuthError }) {
       }, `Delete ${name}`));
   }
 
-  function entry(e) {
+  // From a cluster, each entry also names the node that ran it.
+  function entry(e, cluster) {
     const ok = e.outcome === "ok";
     return h("article", { class: "log", dataset: { requestId: e.requestId, seq: e.seq } },
       h("div", { class: "meta" },
         h("span", {}, time(e.atUnix)), h("code", {}, e.requestId), h("span", {}, `v${e.version}`),
         h("span", { class: `badge ${ok ? "good" : "bad"}` }, `${e.status} ${e.outcome}`), h("span", {}, ms(e.durationMs)),
+        cluster ? h("span", { class: "muted node" }, `on ${e.node}`) : null,
         e.truncated ? h("span", { class: "muted" }, "(cut)") : null),
       e.text ? h("pre", {}, e.text) : h("p", { class: "muted" }, "(no output)"));
   }
@@ -101,7 +103,7 @@ export async function functionView(view, { arg: name, signal, onAuthError }) {
       }
       if (got.logs.length) {
         if (first || !logs.querySelector("article")) clear(logs);
-        for (const e of got.logs) logs.prepend(entry(e));
+        for (const e of got.logs) logs.prepend(entry(e, got.cluster));
         while (logs.children.length > MAX_SHOWN) logs.lastElementChild.remove();
       }
       first = false;

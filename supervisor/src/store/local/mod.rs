@@ -31,6 +31,7 @@ use super::{
 };
 
 mod disk;
+mod pack;
 
 const INDEX_FILE: &str = "index.json";
 
@@ -330,6 +331,12 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    fn holds(&self, name: &FunctionName, version: u64) -> bool {
+        self.versions(name).is_some_and(|(_, records)| records.iter().any(|r| r.version == version))
+    }
+}
+
 impl BundleStore for LocalStore {
     fn stage(&self, name: &FunctionName, zip: &[u8]) -> Result<Staged, StoreError> {
         self.check_function_count(name)?;
@@ -388,6 +395,31 @@ impl BundleStore for LocalStore {
 
     fn commit(&self, staged: Staged) -> Result<Arc<Deployed>, StoreError> {
         self.commit_as(staged, None, true)
+    }
+
+    fn import(
+        &self,
+        staged: Staged,
+        version: u64,
+        created_unix: u64,
+        make_current: bool,
+    ) -> Result<Arc<Deployed>, StoreError> {
+        if self.holds(&staged.name, version) {
+            let message = format!("version {version} of {} is already stored", staged.name);
+            self.discard(staged);
+            return Err(StoreError::Exists(message));
+        }
+        let language = staged.language.as_str().to_string();
+        let record =
+            VersionRecord { version, sha256: staged.sha256.clone(), size: staged.size, language, created_unix };
+        self.commit_as(staged, Some(record), make_current)
+    }
+
+    fn bundle_zip(&self, name: &FunctionName, version: u64) -> Result<Vec<u8>, StoreError> {
+        if !self.holds(name, version) {
+            return Err(StoreError::NoSuchVersion(format!("function {name} has no version {version}")));
+        }
+        Ok(pack::pack(&self.functions_dir.join(name.as_str()).join(version.to_string()))?)
     }
 
     fn discard(&self, staged: Staged) {

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 
-use self::db::{Db, NewVersion, RollbackTo, Unavailable};
+use self::db::{Db, Imported, NewVersion, RollbackTo, Unavailable};
 use super::local::LocalStore;
 use super::{BundleStore, Deployed, FunctionName, Refusals, Staged, StoreError, VersionRecord};
 
@@ -79,6 +79,45 @@ impl BundleStore for SharedStore {
         // Committed for the cluster; if this copy fails, the follower installs it
         // from the database like any other node's.
         self.local.commit_as(staged, Some(record), true)
+    }
+
+    fn import(
+        &self,
+        mut staged: Staged,
+        version: u64,
+        created_unix: u64,
+        make_current: bool,
+    ) -> Result<Arc<Deployed>, StoreError> {
+        let Some(bundle) = staged.bundle.take() else {
+            self.local.discard(staged);
+            return Err(StoreError::Index("a staged upload without its bundle".into()));
+        };
+        let language = staged.language.as_str();
+        let new = NewVersion { sha256: &staged.sha256, size: staged.size, language, created_unix, bundle: &bundle };
+        let stored = self.wait(self.db.import_version(staged.name.as_str(), version, &new, make_current));
+        let error = match stored {
+            Ok(Imported::Done { current }) => {
+                let record = VersionRecord {
+                    version,
+                    sha256: staged.sha256.clone(),
+                    size: staged.size,
+                    language: language.to_string(),
+                    created_unix,
+                };
+                return self.local.commit_as(staged, Some(record), current);
+            }
+            Ok(Imported::Exists) => {
+                StoreError::Exists(format!("version {version} of {} is already in the shared store", staged.name))
+            }
+            Err(e) => e,
+        };
+        self.local.discard(staged);
+        Err(error)
+    }
+
+    fn bundle_zip(&self, name: &FunctionName, version: u64) -> Result<Vec<u8>, StoreError> {
+        self.wait(self.db.bundle(name.as_str(), version))?
+            .ok_or_else(|| StoreError::NoSuchVersion(format!("function {name} has no version {version}")))
     }
 
     fn discard(&self, staged: Staged) {

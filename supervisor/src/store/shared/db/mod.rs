@@ -7,7 +7,10 @@
 //! deadline: a database that hangs is one that is down.
 //!
 //! It must never be on the invocation path, and never hold the connection's
-//! lock across anything but its own queries.
+//! lock across anything but its own queries. The cluster's invocation logs
+//! have their own file ([`logs`]).
+
+pub mod logs;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -63,6 +66,14 @@ pub enum RollbackTo {
     Done(u64),
     NotFound,
     NoSuchVersion,
+}
+
+/// What [`Db::import_version`] did.
+pub enum Imported {
+    /// Stored; `current` says whether it became the current version.
+    Done { current: bool },
+    /// That version was already stored: nothing changed.
+    Exists,
 }
 
 /// A node as its heartbeat row tells.
@@ -295,6 +306,61 @@ impl Db {
         .await
     }
 
+    /// Records version `version` of `name` as an import gives it (its number
+    /// kept; later deploys number after it), current if `make_current` or the
+    /// function is new.
+    pub async fn import_version(
+        &self,
+        name: &str,
+        version: u64,
+        new: &NewVersion<'_>,
+        make_current: bool,
+    ) -> Result<Imported, Unavailable> {
+        let node = self.node();
+        let v = version as i64;
+        self.with(async |c| {
+            let t = c.transaction().await?;
+            let created = t
+                .execute(
+                    "INSERT INTO functions (name, current_version, next_version) VALUES ($1, $2::bigint, $2::bigint + 1) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name, &v],
+                )
+                .await?
+                > 0;
+            t.execute("SELECT 1 FROM functions WHERE name = $1 FOR UPDATE", &[&name]).await?;
+            if t.query_opt("SELECT 1 FROM versions WHERE name = $1 AND version = $2", &[&name, &v]).await?.is_some() {
+                // Dropped uncommitted: rolled back.
+                return Ok(Imported::Exists);
+            }
+            t.execute(
+                "INSERT INTO versions (name, version, sha256, size, language, created_unix, bundle) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &name,
+                    &v,
+                    &new.sha256,
+                    &(new.size as i64),
+                    &new.language,
+                    &(new.created_unix as i64),
+                    &new.bundle,
+                ],
+            )
+            .await?;
+            let current = make_current || created;
+            t.execute(
+                "UPDATE functions SET next_version = greatest(next_version, $2::bigint + 1), \
+                 current_version = CASE WHEN $3 THEN $2::bigint ELSE current_version END WHERE name = $1",
+                &[&name, &v, &current],
+            )
+            .await?;
+            record(&t, name, "import", Some(v), node).await?;
+            t.commit().await?;
+            Ok(Imported::Done { current })
+        })
+        .await
+    }
+
     /// Makes `to` (or the newest version older than the current) current.
     pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<RollbackTo, Unavailable> {
         let node = self.node();
@@ -353,12 +419,13 @@ impl Db {
         .await
     }
 
-    /// Deletes `name` and all its versions. Returns whether it existed.
+    /// Deletes `name`, all its versions and its logs. Returns whether it existed.
     pub async fn delete(&self, name: &str) -> Result<bool, Unavailable> {
         let node = self.node();
         self.with(async |c| {
             let t = c.transaction().await?;
             let deleted = t.execute("DELETE FROM functions WHERE name = $1", &[&name]).await? > 0;
+            t.execute("DELETE FROM invocation_logs WHERE function = $1", &[&name]).await?;
             if deleted {
                 record(&t, name, "delete", None, node).await?;
             }

@@ -1,17 +1,22 @@
 //! The kept logs of invocations: what `GET /api/v1/functions/{name}/logs` reads,
-//! and what the CLI's `logs -f` and a live tail follow with a cursor.
+//! and what the CLI's `logs -f` and the console's live tail follow with a cursor.
 //!
 //! Owns: one sequence number for the whole server (every entry gets the next
 //! one), each function's newest [`HISTORY`] entries, a byte budget for all of
 //! them together (the oldest entry of any function goes first), the cursor
-//! format, and the wake-up of long-polling readers. It must never hold more than
-//! its budget, never block a recorder on a reader, and never do I/O.
+//! format, the wake-up of long-polling readers, and, on a node of a cluster, the
+//! outbox of entries not yet written to the shared store ([`cluster`] ships them
+//! and reads the cluster's logs back with the same cursor API). It must never
+//! hold more than its budget, never block a recorder on a reader, and never do
+//! I/O.
+
+pub mod cluster;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tokio::sync::watch;
 
 /// Entries kept per function (newest first to stay), and the most one page holds.
@@ -27,8 +32,12 @@ const ENTRY_OVERHEAD: usize = 256;
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
-    /// Strictly increasing across the whole server (all functions).
+    /// Strictly increasing across the whole server (all functions); in a
+    /// cluster, across the whole cluster.
     pub seq: u64,
+    /// The node that ran the invocation.
+    #[serde(serialize_with = "as_str")]
+    pub node: Arc<str>,
     pub request_id: String,
     pub at_unix: u64,
     /// The function's version that ran.
@@ -41,8 +50,13 @@ pub struct LogEntry {
     pub text: String,
     /// True when the handler's output, or what is kept of it here, was cut.
     pub truncated: bool,
+    /// What keeping it costs against the budget.
     #[serde(skip)]
-    cost: usize,
+    pub(crate) cost: usize,
+}
+
+fn as_str<S: Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text)
 }
 
 /// What an invocation hands over to be kept.
@@ -77,7 +91,12 @@ pub struct Logs {
     budget: usize,
     /// Tells this run's cursors from an earlier run's (whose seqs restarted).
     boot: u32,
+    /// This node's name, on every entry.
+    node: Arc<str>,
 }
+
+/// An entry on its way to the shared store, with its function's name.
+pub type Outgoing = (Arc<str>, Arc<LogEntry>);
 
 #[derive(Default)]
 struct Inner {
@@ -86,14 +105,36 @@ struct Inner {
     /// Every kept entry's seq and function, oldest first: the eviction order.
     order: BTreeMap<u64, Arc<str>>,
     bytes: usize,
+    /// On a node of a cluster: entries not yet shipped, oldest first.
+    outbox: Option<Outbox>,
+}
+
+/// Entries waiting to be shipped, under the same byte budget as the kept ones:
+/// while the database is away the oldest are dropped (and counted).
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// Which logs a node keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Its own only (one node).
+    Here,
+    /// Its own, and a copy of each for the shared store ([`cluster::Shipper`]).
+    AndShip,
 }
 
 impl Logs {
-    /// Keeps at most `budget` bytes of entries, all functions together.
-    pub fn new(budget: usize) -> Self {
+    /// Keeps at most `budget` bytes of entries, all functions together, each
+    /// marked with `node`.
+    pub fn new(budget: usize, node: &str, keep: Keep) -> Self {
         let boot = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
             ^ std::process::id().rotate_left(16);
-        Self { inner: Mutex::new(Inner::default()), latest: watch::Sender::new(0), budget, boot }
+        let inner = Inner { outbox: (keep == Keep::AndShip).then(Outbox::default), ..Inner::default() };
+        Self { inner: Mutex::new(inner), latest: watch::Sender::new(0), budget, boot, node: Arc::from(node) }
     }
 
     /// Keeps one invocation's logs (the first [`ENTRY_CAP`] bytes); returns its seq.
@@ -108,6 +149,7 @@ impl Logs {
         let seq = inner.last_seq;
         let entry = Arc::new(LogEntry {
             seq,
+            node: self.node.clone(),
             request_id: new.request_id.to_string(),
             at_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             version: new.version,
@@ -124,6 +166,9 @@ impl Logs {
         };
         inner.bytes += cost;
         inner.order.insert(seq, key.clone());
+        if let Some(outbox) = &mut inner.outbox {
+            outbox.push((key.clone(), entry.clone()), self.budget);
+        }
         let history = inner.by_function.entry(key).or_default();
         history.push_back(entry);
         let dropped = if history.len() > HISTORY { history.pop_front() } else { None };
@@ -179,7 +224,7 @@ impl Logs {
         }
     }
 
-    /// Drops a deleted function's entries.
+    /// Drops a deleted function's entries (kept and unshipped).
     pub fn forget(&self, function: &str) {
         let mut inner = self.lock();
         if let Some(history) = inner.by_function.remove(function) {
@@ -188,6 +233,41 @@ impl Logs {
                 inner.order.remove(&entry.seq);
             }
         }
+        if let Some(outbox) = &mut inner.outbox {
+            outbox.queue.retain(|(f, _)| &**f != function);
+            outbox.bytes = outbox.queue.iter().map(|(_, e)| e.cost).sum();
+        }
+    }
+
+    /// Takes the oldest unshipped entries, at most `max_bytes` of them (always
+    /// at least one, if there is one).
+    pub fn take_outgoing(&self, max_bytes: usize) -> Vec<Outgoing> {
+        let mut inner = self.lock();
+        let Some(outbox) = &mut inner.outbox else { return Vec::new() };
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some((_, entry)) = outbox.queue.front() {
+            if !batch.is_empty() && bytes + entry.cost > max_bytes {
+                break;
+            }
+            bytes += entry.cost;
+            batch.extend(outbox.queue.pop_front());
+        }
+        outbox.bytes -= bytes;
+        batch
+    }
+
+    /// Puts back a batch that could not be shipped, before anything newer; past
+    /// the budget the oldest go. Returns how many were dropped so far in all.
+    pub fn put_back(&self, batch: Vec<Outgoing>) -> u64 {
+        let mut inner = self.lock();
+        let Some(outbox) = &mut inner.outbox else { return 0 };
+        for item in batch.into_iter().rev() {
+            outbox.bytes += item.1.cost;
+            outbox.queue.push_front(item);
+        }
+        outbox.trim(self.budget);
+        outbox.dropped
     }
 
     /// Bytes kept now, by the same measure the budget uses.
@@ -213,6 +293,22 @@ impl Logs {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Outbox {
+    fn push(&mut self, item: Outgoing, budget: usize) {
+        self.bytes += item.1.cost;
+        self.queue.push_back(item);
+        self.trim(budget);
+    }
+
+    fn trim(&mut self, budget: usize) {
+        while self.bytes > budget {
+            let Some((_, old)) = self.queue.pop_front() else { break };
+            self.bytes -= old.cost;
+            self.dropped += 1;
+        }
     }
 }
 
@@ -270,7 +366,7 @@ mod tests {
 
     #[test]
     fn seq_is_strictly_increasing_across_functions() {
-        let logs = Logs::new(1 << 20);
+        let logs = Logs::new(1 << 20, "n", Keep::Here);
         let seqs: Vec<u64> = (0..100).map(|i| logs.record(&format!("f{}", i % 7), entry("x"))).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         let page = logs.page("f3", None, HISTORY);
@@ -280,7 +376,7 @@ mod tests {
     #[test]
     fn the_budget_is_respected_and_the_oldest_go_first() {
         let budget = 200_000;
-        let logs = Logs::new(budget);
+        let logs = Logs::new(budget, "n", Keep::Here);
         let text = "y".repeat(10_000);
         for i in 0..300 {
             logs.record(&format!("f{i}"), entry(&text));
@@ -294,7 +390,7 @@ mod tests {
 
     #[test]
     fn entries_are_capped_and_history_is_bounded() {
-        let logs = Logs::new(64 << 20);
+        let logs = Logs::new(64 << 20, "n", Keep::Here);
         let big = "é".repeat(ENTRY_CAP);
         logs.record("f", entry(&big));
         let page = logs.page("f", None, 1);
@@ -309,7 +405,7 @@ mod tests {
 
     #[test]
     fn after_a_cursor_come_only_newer_entries_oldest_first() {
-        let logs = Logs::new(1 << 20);
+        let logs = Logs::new(1 << 20, "n", Keep::Here);
         logs.record("f", entry("1"));
         logs.record("g", entry("other"));
         let first = logs.page("f", None, HISTORY);
@@ -329,7 +425,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_refused() {
-        let logs = Logs::new(1 << 20);
+        let logs = Logs::new(1 << 20, "n", Keep::Here);
         let cursor = Cursor(42);
         assert_eq!(logs.parse_cursor(&logs.format_cursor(cursor)).expect("valid"), cursor);
         for bad in ["", "42", "x-1", "0-", "-1", "00000000-zz", "1-11111111111111111"] {
@@ -341,7 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_reader_wakes_when_an_entry_lands() {
-        let logs = Arc::new(Logs::new(1 << 20));
+        let logs = Arc::new(Logs::new(1 << 20, "n", Keep::Here));
         let cursor = logs.page("f", None, HISTORY).cursor;
         let writer = logs.clone();
         tokio::spawn(async move {
@@ -354,6 +450,49 @@ mod tests {
         assert_eq!(page.entries[0].text, "mine");
         let none = logs.wait("f", Some(page.cursor), HISTORY, Duration::from_millis(10)).await;
         assert!(none.entries.is_empty());
+    }
+
+    #[test]
+    fn the_outbox_ships_in_order_survives_a_failure_and_stays_within_budget() {
+        let here = Logs::new(1 << 20, "n", Keep::Here);
+        here.record("f", entry("x"));
+        assert!(here.take_outgoing(usize::MAX).is_empty(), "one node ships nothing");
+
+        let budget = 50_000;
+        let logs = Logs::new(budget, "node-a", Keep::AndShip);
+        for n in 0..10 {
+            logs.record(if n % 2 == 0 { "f" } else { "g" }, entry(&n.to_string()));
+        }
+        let first = logs.take_outgoing(3 * (ENTRY_OVERHEAD + 10));
+        assert_eq!(first.len(), 3, "a batch stops at its byte cap");
+        assert!(first.iter().all(|(_, e)| &*e.node == "node-a"));
+        // The database refused it: it goes back before anything newer.
+        assert_eq!(logs.put_back(first), 0);
+        let all = logs.take_outgoing(usize::MAX);
+        let texts: Vec<&str> = all.iter().map(|(_, e)| e.text.as_str()).collect();
+        assert_eq!(texts, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+        assert!(logs.take_outgoing(usize::MAX).is_empty());
+        // A batch bigger than anything else still goes, alone.
+        let big = "b".repeat(10_000);
+        logs.record("f", entry(&big));
+        assert_eq!(logs.take_outgoing(1).len(), 1);
+
+        // The database stays away: the outbox keeps the newest, within budget.
+        for _ in 0..20 {
+            logs.record("f", entry(&big));
+        }
+        let dropped = logs.put_back(Vec::new());
+        assert!(dropped >= 20 - (budget / 10_000) as u64, "dropped {dropped}");
+        let kept = logs.take_outgoing(usize::MAX);
+        assert!(kept.iter().map(|(_, e)| e.cost).sum::<usize>() <= budget);
+        assert!(kept.windows(2).all(|w| w[0].1.seq < w[1].1.seq));
+
+        // A deleted function's unshipped entries go with it.
+        logs.record("f", entry("gone"));
+        logs.record("g", entry("stays"));
+        logs.forget("f");
+        let left = logs.take_outgoing(usize::MAX);
+        assert_eq!(left.iter().map(|(f, _)| &**f).collect::<Vec<_>>(), ["g"]);
     }
 
     #[test]

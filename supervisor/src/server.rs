@@ -179,10 +179,13 @@ pub async fn run(mut config: Config) -> Result<()> {
             .wrap(actix_web::middleware::from_fn(crate::listeners::middleware))
             .wrap(actix_web::middleware::from_fn(crate::api::request_id::middleware))
             .wrap(actix_web::middleware::from_fn(conn_watch::middleware))
+            // Routes are tried in order, and one with a `{segment}` costs a regex
+            // match: invocations first, then the management API (the original
+            // project's invocation route is there), the operator's routes last.
             .configure(crate::api::invoke_routes)
+            .configure(crate::api::routes)
             .configure(crate::admin::routes)
             .configure(crate::console::routes)
-            .configure(crate::api::routes)
     })
     .workers(threads)
     .max_connections((connections / threads).max(1))

@@ -98,6 +98,19 @@ pub struct Staged {
     bundle: Option<Vec<u8>>,
 }
 
+impl Staged {
+    /// The record this upload gets as version `version`, made at `created_unix`.
+    pub fn record(&self, version: u64, created_unix: u64) -> VersionRecord {
+        VersionRecord {
+            version,
+            sha256: self.sha256.clone(),
+            size: self.size,
+            language: self.language.as_str().to_string(),
+            created_unix,
+        }
+    }
+}
+
 /// How much the store holds at most.
 #[derive(Debug, Clone, Copy)]
 pub struct Quotas {

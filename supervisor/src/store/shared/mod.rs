@@ -69,13 +69,7 @@ impl BundleStore for SharedStore {
             }
         };
         drop(bundle);
-        let record = VersionRecord {
-            version,
-            sha256: staged.sha256.clone(),
-            size: staged.size,
-            language: language.to_string(),
-            created_unix,
-        };
+        let record = staged.record(version, created_unix);
         // Committed for the cluster; if this copy fails, the follower installs it
         // from the database like any other node's.
         self.local.commit_as(staged, Some(record), true)
@@ -97,13 +91,7 @@ impl BundleStore for SharedStore {
         let stored = self.wait(self.db.import_version(staged.name.as_str(), version, &new, make_current));
         let error = match stored {
             Ok(Imported::Done { current }) => {
-                let record = VersionRecord {
-                    version,
-                    sha256: staged.sha256.clone(),
-                    size: staged.size,
-                    language: language.to_string(),
-                    created_unix,
-                };
+                let record = staged.record(version, created_unix);
                 return self.local.commit_as(staged, Some(record), current);
             }
             Ok(Imported::Exists) => {

@@ -280,20 +280,7 @@ impl Db {
             .await?;
             let row = t.query_one("SELECT next_version FROM functions WHERE name = $1 FOR UPDATE", &[&name]).await?;
             let version: i64 = row.get(0);
-            t.execute(
-                "INSERT INTO versions (name, version, sha256, size, language, created_unix, bundle) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &name,
-                    &version,
-                    &new.sha256,
-                    &(new.size as i64),
-                    &new.language,
-                    &(new.created_unix as i64),
-                    &new.bundle,
-                ],
-            )
-            .await?;
+            insert_version(&t, name, version, new).await?;
             t.execute(
                 "UPDATE functions SET current_version = $2::bigint, next_version = $2::bigint + 1 WHERE name = $1",
                 &[&name, &version],
@@ -333,20 +320,7 @@ impl Db {
                 // Dropped uncommitted: rolled back.
                 return Ok(Imported::Exists);
             }
-            t.execute(
-                "INSERT INTO versions (name, version, sha256, size, language, created_unix, bundle) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &name,
-                    &v,
-                    &new.sha256,
-                    &(new.size as i64),
-                    &new.language,
-                    &(new.created_unix as i64),
-                    &new.bundle,
-                ],
-            )
-            .await?;
+            insert_version(&t, name, v, new).await?;
             let current = make_current || created;
             t.execute(
                 "UPDATE functions SET next_version = greatest(next_version, $2::bigint + 1), \
@@ -434,6 +408,22 @@ impl Db {
         })
         .await
     }
+}
+
+/// Stores one version's row, bundle bytes included.
+async fn insert_version(
+    t: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    version: i64,
+    new: &NewVersion<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    t.execute(
+        "INSERT INTO versions (name, version, sha256, size, language, created_unix, bundle) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&name, &version, &new.sha256, &(new.size as i64), &new.language, &(new.created_unix as i64), &new.bundle],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes a history row and tells every node (at commit) that `name` changed.

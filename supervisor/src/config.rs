@@ -25,7 +25,7 @@ pub struct Settings {
     /// Directory for bundles and state [default: ./data]
     #[arg(long, env = "POLYFAAS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Most worker processes alive at once, all functions together [default: 8]
+    /// Most invocations running at once, all functions together, each in its own worker process [default: 8]
     #[arg(long, env = "POLYFAAS_WORKERS")]
     pub workers: Option<usize>,
     /// TOML file with any of these settings (kebab-case keys); flags and env vars win
@@ -89,6 +89,10 @@ pub struct Settings {
     /// Blank workers kept ready per language, for fast cold starts [default: 1]
     #[arg(long, env = "POLYFAAS_WARM_WORKERS")]
     pub warm_workers: Option<usize>,
+    /// Memory that idle warm workers may keep, all together, in MiB; past it the least recently used are
+    /// stopped (their next call is a cold start) [default: a quarter of the machine's or cgroup's memory]
+    #[arg(long, env = "POLYFAAS_POOL_MEMORY_MB")]
+    pub pool_memory_mb: Option<u64>,
     /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
     #[arg(long, env = "POLYFAAS_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -183,6 +187,8 @@ pub struct Config {
     pub max_queue: usize,
     pub queue_timeout: Duration,
     pub warm_workers: usize,
+    /// None: a share of the machine's memory, decided when the pool starts.
+    pub pool_memory_mb: Option<u64>,
     pub keep_versions: usize,
     pub max_versions: usize,
     pub max_functions: usize,
@@ -275,6 +281,7 @@ impl Settings {
             max_queue: self.max_queue.unwrap_or(1024),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
             warm_workers: self.warm_workers.unwrap_or(1),
+            pool_memory_mb: self.pool_memory_mb,
             // The cap wins over the default it caps.
             keep_versions: self.keep_versions.unwrap_or(10).clamp(1, self.max_versions.unwrap_or(100).max(1)),
             max_versions: self.max_versions.unwrap_or(100).max(1),

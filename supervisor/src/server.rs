@@ -85,7 +85,9 @@ pub async fn run(mut config: Config) -> Result<()> {
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
-            max_workers: config.workers,
+            max_running: config.workers,
+            max_processes: process_cap(open_files, config.workers),
+            idle_memory: config.pool_memory_mb.map_or_else(crate::pool::default_idle_memory, |mb| mb << 20),
             warm_blank: config.warm_workers,
             max_queue: config.max_queue,
             queue_timeout: config.queue_timeout,
@@ -129,7 +131,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         languages: if config.warm_workers == 0 { Vec::new() } else { languages },
         addr,
     };
-    let connections = connection_cap(config.max_connections, open_files, config.workers);
+    let connections = connection_cap(config.max_connections, open_files, process_cap(open_files, config.workers));
     if connections < config.max_connections {
         warn!(
             "accepting at most {connections} connections, not max-connections {}: the open-file limit is {open_files}",
@@ -273,8 +275,21 @@ fn raise_open_file_limit() -> u64 {
 /// event fds). Each connection takes two descriptors: its socket, and the
 /// connection watch's duplicate. Connections past the cap wait in the listen
 /// backlog, unaccepted, so they cost no descriptor.
-fn connection_cap(wanted: usize, open_files: u64, workers: usize) -> usize {
-    let reserved = 128 + 4 * workers as u64;
+/// Most worker processes alive at once. Each holds up to 4 of the server's
+/// descriptors (its socket, stderr pipe, process handle, a spare): a quarter of
+/// the open-file limit goes to workers, at most `MAX_PROCESSES`, and never
+/// fewer than the running invocations need.
+fn process_cap(open_files: u64, running: usize) -> usize {
+    let room = usize::try_from(open_files / 4 / 4).unwrap_or(usize::MAX);
+    room.min(MAX_PROCESSES).max(running + 8)
+}
+
+/// Worker processes kept at most, however many descriptors there are: each
+/// is also a process (and a network namespace) for the kernel to keep.
+const MAX_PROCESSES: usize = 4096;
+
+fn connection_cap(wanted: usize, open_files: u64, processes: usize) -> usize {
+    let reserved = 128 + 4 * processes as u64;
     let room = usize::try_from(open_files.saturating_sub(reserved) / 2).unwrap_or(usize::MAX);
     wanted.min(room).max(16)
 }
@@ -407,6 +422,14 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_get_a_quarter_of_the_descriptors_and_never_fewer_than_they_run() {
+        assert_eq!(process_cap(65_536, 8), MAX_PROCESSES);
+        assert_eq!(process_cap(20_000, 8), 1250);
+        assert_eq!(process_cap(1024, 8), 64);
+        assert_eq!(process_cap(64, 8), 16);
+    }
 
     #[test]
     fn the_connection_cap_leaves_room_for_the_server_itself() {

@@ -145,7 +145,7 @@ impl Lifecycle {
     /// E.g. `serving 3 functions on 127.0.0.1:8080; 5 workers (1 busy); 2.4 invocations/s`.
     fn status_line(&self, missing: &[Language], rate: f64) -> String {
         let functions = self.store.list().len();
-        let (_, by_state) = self.pool.gauges();
+        let (_, by_state, _) = self.pool.gauges();
         let workers: usize = by_state.iter().map(|(_, n)| n).sum();
         let busy = by_state.iter().find(|(s, _)| *s == "busy").map_or(0, |(_, n)| *n);
         let mut line = format!(

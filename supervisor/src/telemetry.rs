@@ -58,6 +58,7 @@ pub struct Telemetry {
     latency: Family<FunctionLabel, Histogram>,
     queue_depth: Gauge,
     workers: Family<StateLabel, Gauge>,
+    idle_memory: Gauge,
     restarts: Family<ReasonLabel, Counter>,
     cold_starts: Family<LanguageLabel, Counter>,
     uploads: Family<OutcomeLabel, Counter>,
@@ -123,6 +124,12 @@ impl Telemetry {
         registry.register("polyfaas_queue_depth", "Invocations waiting for a worker", queue_depth.clone());
         let workers = Family::<StateLabel, Gauge>::default();
         registry.register("polyfaas_workers", "Worker processes by state", workers.clone());
+        let idle_memory = Gauge::default();
+        registry.register(
+            "polyfaas_idle_worker_memory_bytes",
+            "Private memory of idle workers, all together (kept under --pool-memory-mb)",
+            idle_memory.clone(),
+        );
         let restarts = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "polyfaas_worker_restarts",
@@ -145,6 +152,7 @@ impl Telemetry {
             latency,
             queue_depth,
             workers,
+            idle_memory,
             restarts,
             cold_starts,
             uploads,
@@ -208,8 +216,9 @@ impl Telemetry {
     }
 
     /// The Prometheus text exposition, with the point-in-time gauges set first.
-    pub fn encode(&self, queue_depth: usize, workers_by_state: &[(&str, usize)]) -> String {
+    pub fn encode(&self, queue_depth: usize, workers_by_state: &[(&str, usize)], idle_memory: u64) -> String {
         self.queue_depth.set(queue_depth as i64);
+        self.idle_memory.set(i64::try_from(idle_memory).unwrap_or(i64::MAX));
         for (state, n) in workers_by_state {
             self.workers.get_or_create(&StateLabel { state: (*state).into() }).set(*n as i64);
         }
@@ -313,7 +322,7 @@ mod tests {
         let report = t.functions();
         assert_eq!(report[0].invocations, 2);
         assert_eq!(report[0].errors.get("timeout"), Some(&1));
-        let text = t.encode(0, &[("idle", 1)]);
+        let text = t.encode(0, &[("idle", 1)], 0);
         assert!(text.contains(r#"polyfaas_invocations_total{function="f",outcome="ok"} 1"#), "{text}");
     }
 
@@ -324,7 +333,7 @@ mod tests {
         t.invocation("gone", "timeout", Duration::from_millis(9), Some("too slow"));
         t.invocation("kept", "ok", Duration::from_millis(2), None);
         t.forget("gone");
-        let text = t.encode(0, &[]);
+        let text = t.encode(0, &[], 0);
         assert!(!text.contains("\"gone\""), "{text}");
         assert!(text.contains("\"kept\""), "{text}");
         assert!(t.functions().iter().all(|f| f.name != "gone"));

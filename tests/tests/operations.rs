@@ -355,3 +355,56 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
         "the directory above was opened up"
     );
 }
+
+/// Idle workers are kept by memory, not by `--workers`: with room, six functions
+/// stay warm on a pool that runs two at once; with a small budget, the least
+/// recently used go, the newest stay, and `/metrics` shows what is kept.
+#[test]
+fn idle_workers_are_kept_by_memory_and_the_least_recently_used_go_first() {
+    let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    let idle_of = |server: &Server| -> HashSet<String> {
+        admin(server, "GET", "/admin/workers").json()["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .filter(|w| w["state"] == "idle")
+            .filter_map(|w| w["function"].as_str().map(str::to_string))
+            .collect()
+    };
+    let call_each = |server: &Server| {
+        for name in &names {
+            assert_eq!(server.deploy(name, &wasm_bundle("hello-wasm", None)).status, 201);
+            assert_eq!(server.invoke(name, &json!({})).status, 200);
+        }
+    };
+
+    let (roomy, _dir) = admin_server(&["--workers", "2"]);
+    call_each(&roomy);
+    assert_eq!(idle_of(&roomy).len(), 6, "six warm workers on a pool that runs two at once");
+    let before: HashSet<u32> = names.iter().map(|n| roomy.invoke(n, &json!({})).worker_pid()).collect();
+    assert_eq!(before.len(), 6, "each function answered from its own warm worker");
+
+    let budget_mb = 12;
+    let (tight, _dir) = admin_server(&["--workers", "2", "--pool-memory-mb", &budget_mb.to_string()]);
+    call_each(&tight);
+    // Measured once a second, then trimmed to the budget.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let idle = idle_of(&tight);
+            idle.len() < names.len() && idle.contains("f5")
+        }),
+        "the newest stays and older ones go: {:?}",
+        idle_of(&tight)
+    );
+    let idle = idle_of(&tight);
+    assert!(!idle.contains("f0"), "the least recently used went first: {idle:?}");
+    let metrics = tight.get("/metrics").text();
+    let kept: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("polyfaas_idle_worker_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no idle memory gauge in {metrics}"));
+    assert!(kept > 0 && kept <= budget_mb << 20, "{kept} bytes kept, budget {budget_mb} MiB");
+    // A function whose worker went is simply cold again.
+    assert_eq!(tight.invoke("f0", &json!({})).status, 200);
+}

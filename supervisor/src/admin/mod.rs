@@ -50,10 +50,10 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let (queued, by_state) = state.pool.gauges();
+    let (queued, by_state, idle_memory) = state.pool.gauges();
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.telemetry.encode(queued, &by_state))
+        .body(state.telemetry.encode(queued, &by_state, idle_memory))
 }
 
 /// A node is counted alive while its heartbeat is younger than this.

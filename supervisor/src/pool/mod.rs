@@ -9,13 +9,16 @@
 //!
 //! An invocation is granted a slot and, in order of preference, an idle worker of
 //! its function version, a blank worker (specialized with `Init`), a new process
-//! if the pool is below its size, or the place of a blank worker of another
-//! language, else of the least recently used idle worker. Fairness (a function's
+//! if the pool is below its process limit, or the place of a blank worker of
+//! another language, else of the least recently used idle worker. Idle workers
+//! are kept while their measured memory fits the budget ([`memory`] measures it
+//! every second); past it the least recently used go. Fairness (a function's
 //! `concurrency`, the slot reserved for functions holding none, waiters served by
 //! fewest slots held) is decided in [`state`]. A full queue or a wait longer than
 //! `queue_timeout` is `Overloaded` (HTTP 429). No user code runs in this process:
 //! the pool only moves frames.
 
+mod memory;
 pub mod outcome;
 pub mod process;
 mod restart;
@@ -32,6 +35,7 @@ use polyfaas_protocol::sandbox::SandboxConfig;
 use polyfaas_protocol::{Artifact, HttpRequest, Invoke, Language, Prepare};
 use tokio::sync::Notify;
 
+pub use self::memory::default_budget as default_idle_memory;
 pub use self::outcome::{Invocation, Outcome};
 use self::process::{InvokeOutcome, WorkerError, WorkerProcess};
 pub use self::restart::RestartFilter;
@@ -57,8 +61,12 @@ const MAX_UNHEALTHY_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub worker_bin: PathBuf,
-    /// Most worker processes alive at once (all states, all functions).
-    pub max_workers: usize,
+    /// Most invocations running at once (each in its own worker).
+    pub max_running: usize,
+    /// Most worker processes alive at once, in every state.
+    pub max_processes: usize,
+    /// Memory idle workers may use, all together, in bytes.
+    pub idle_memory: u64,
     /// Blank workers kept ready per language.
     pub warm_blank: usize,
     /// Most invocations waiting for a worker at once.
@@ -126,20 +134,22 @@ impl Pool {
     /// Creates the pool; workers are started on `runtime`. Call [`Pool::warm_up`]
     /// to start the blank workers.
     pub fn new(config: PoolConfig, telemetry: Arc<Telemetry>, runtime: tokio::runtime::Handle) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(PoolState::new(Sizes {
-                    max_workers: config.max_workers,
-                    warm_blank: config.warm_blank,
-                    max_queue: config.max_queue,
-                })),
-                config,
-                next_worker_id: AtomicU64::new(1),
-                next_invocation_id: AtomicU64::new(1),
-                telemetry,
-                runtime,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            state: Mutex::new(PoolState::new(Sizes {
+                max_running: config.max_running,
+                max_processes: config.max_processes,
+                idle_memory: config.idle_memory,
+                warm_blank: config.warm_blank,
+                max_queue: config.max_queue,
+            })),
+            config,
+            next_worker_id: AtomicU64::new(1),
+            next_invocation_id: AtomicU64::new(1),
+            telemetry,
+            runtime,
+        });
+        inner.runtime.spawn(memory::keep_measuring(Arc::downgrade(&inner)));
+        Self { inner }
     }
 
     pub fn supports(&self, language: Language) -> bool {
@@ -184,10 +194,10 @@ impl Pool {
         views
     }
 
-    /// Queue depth and workers by state, for `/metrics`.
-    pub fn gauges(&self) -> (usize, Vec<(&'static str, usize)>) {
+    /// Queue depth, workers by state and idle workers' memory, for `/metrics`.
+    pub fn gauges(&self) -> (usize, Vec<(&'static str, usize)>, u64) {
         let st = self.inner.lock();
-        (st.queued(), st.count_by_state())
+        (st.queued(), st.count_by_state(), st.idle_bytes())
     }
 
     /// Records that `name` now serves `version` (or nothing: `None`), and retires
@@ -246,7 +256,10 @@ impl Pool {
                     return Invocation::lost(worker_pid, outcome);
                 }
             };
-            slot.check_in(worker);
+            // A worker's first invocation is measured at once, so it is parked
+            // charged what it uses, not its language's guess.
+            let fresh = invocation.stats.as_ref().is_some_and(|s| s.cold);
+            slot.check_in(worker, fresh.then(|| memory::private_bytes(worker_pid)).flatten());
             return invocation;
         }
     }
@@ -375,14 +388,21 @@ struct Slot {
 impl Slot {
     /// Returns the worker after its invocation: parked idle, replaced if a
     /// restart asked for it, or retired if its version is no longer served.
-    fn check_in(mut self, worker: WorkerProcess) {
-        let (checkin, wake) = {
+    /// `memory`: the worker's private memory, if it was just measured.
+    fn check_in(mut self, worker: WorkerProcess, memory: Option<u64>) {
+        let (checkin, wake, trimmed) = {
             let mut st = self.inner.lock();
+            let id = worker.id;
             let checkin = st.checkin(worker, &self.key, Instant::now());
-            (checkin, st.to_wake())
+            if let Some(bytes) = memory {
+                st.measured(id, bytes);
+            }
+            let trimmed = if st.over_budget() { st.trim() } else { Vec::new() };
+            (checkin, st.to_wake(), trimmed)
         };
         self.released = true;
         notify(wake);
+        drop(trimmed);
         match checkin {
             Checkin::Parked => {}
             Checkin::Retire(worker) => drop(worker),

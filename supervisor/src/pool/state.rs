@@ -4,12 +4,18 @@
 //! workers (`tests.rs`, including a randomized sequence with invariant checks).
 //!
 //! **Workers.** Each live process is counted once, from the moment a start is
-//! reserved until its exit is reported: `live = registered + starting`. A
-//! registered worker is in exactly one place: parked *blank* (per language),
-//! parked *idle* (per function version, least recently used first to go), or out
-//! with its owner (initializing, busy, draining).
+//! reserved until its exit is reported: `live = registered + starting`, at most
+//! `max_processes` (one over for each replacement in flight). A registered worker
+//! is in exactly one place: parked *blank* (per language), parked *idle* (per
+//! function version, least recently used first to go), or out with its owner
+//! (initializing, busy, draining).
 //!
-//! **Slots.** Capacity is counted in invocation slots (`max_workers ×
+//! **Memory.** Idle workers are kept by a memory budget, not a count: each is
+//! charged its measured private memory (`measured`), and `trim` retires the least
+//! recently used while their sum is over `idle_memory`. The budget never stops an
+//! invocation from starting a process; it only decides which parked ones go.
+//!
+//! **Slots.** Capacity is counted in invocation slots (`max_running ×
 //! SLOTS_PER_WORKER`), not in workers, so the rules hold unchanged once a worker
 //! runs several invocations at once. An invocation holds one slot from the moment
 //! it is granted until its owner checks the worker in or lets the slot go.
@@ -37,6 +43,7 @@ use crate::store::{Deployed, FunctionName};
 
 #[cfg(test)]
 mod invariants;
+mod memory;
 mod processes;
 #[cfg(test)]
 mod tests;
@@ -61,6 +68,8 @@ pub trait Handle {
 struct Idle<W> {
     worker: W,
     last_used: Instant,
+    /// What it is charged against `idle_memory`: its record's `memory`.
+    memory: u64,
 }
 
 struct Waiter {
@@ -77,6 +86,11 @@ pub struct PoolState<W> {
     sizes: Sizes,
     workers: HashMap<WorkerId, WorkerRecord>,
     idle: HashMap<FnKey, Vec<Idle<W>>>,
+    /// The sum of every idle worker's `memory`.
+    idle_bytes: u64,
+    /// The last measured memory of a specialized worker, per language: what a
+    /// new worker is charged until it is measured itself.
+    typical: HashMap<Language, u64>,
     blank: HashMap<Language, Vec<W>>,
     /// Process starts reserved and not yet registered (or failed).
     starting: usize,
@@ -101,6 +115,8 @@ impl<W: Handle> PoolState<W> {
             sizes,
             workers: HashMap::default(),
             idle: HashMap::default(),
+            idle_bytes: 0,
+            typical: HashMap::default(),
             blank: HashMap::default(),
             starting: 0,
             blank_starting: HashMap::default(),
@@ -156,7 +172,7 @@ impl<W: Handle> PoolState<W> {
                 record.function = Some(function.clone());
             }
             Checkout::Blank(worker)
-        } else if self.live() < self.sizes.max_workers {
+        } else if self.live() < self.sizes.max_processes {
             self.starting += 1;
             Checkout::Spawn { victim: None }
         } else if let Some(victim) = self.take_blank_except(language).or_else(|| self.take_least_recently_used()) {
@@ -273,7 +289,7 @@ impl<W: Handle> PoolState<W> {
             Checkin::Replace(worker)
         } else {
             record.state = WorkerState::Idle;
-            self.idle.entry(key.clone()).or_default().push(Idle { worker, last_used: now });
+            self.push_idle(key.clone(), worker, now);
             Checkin::Parked
         }
     }
@@ -349,14 +365,32 @@ impl<W: Handle> PoolState<W> {
         }
     }
 
-    /// The most recently used idle worker of `key` (its caches are warmest).
-    fn pop_idle(&mut self, key: &FnKey) -> Option<W> {
+    /// Parks `worker` idle for `key`, charged its record's memory. Every idle
+    /// worker is parked here and leaves through `remove_idle` (or the bulk
+    /// removals in `serve_version` and `shut_down`), which keep `idle_bytes`.
+    fn push_idle(&mut self, key: FnKey, worker: W, now: Instant) {
+        let memory = self.workers.get(&worker.id()).map_or(0, |r| r.memory);
+        self.idle_bytes += memory;
+        self.idle.entry(key).or_default().push(Idle { worker, last_used: now, memory });
+    }
+
+    fn remove_idle(&mut self, key: &FnKey, index: usize) -> Option<W> {
         let list = self.idle.get_mut(key)?;
-        let worker = list.pop().map(|i| i.worker);
+        if index >= list.len() {
+            return None;
+        }
+        let idle = list.remove(index);
         if list.is_empty() {
             self.idle.remove(key);
         }
-        worker
+        self.idle_bytes -= idle.memory;
+        Some(idle.worker)
+    }
+
+    /// The most recently used idle worker of `key` (its caches are warmest).
+    fn pop_idle(&mut self, key: &FnKey) -> Option<W> {
+        let last = self.idle.get(key)?.len().checked_sub(1)?;
+        self.remove_idle(key, last)
     }
 
     /// Removes the idle worker that has waited longest, of any function.
@@ -367,12 +401,7 @@ impl<W: Handle> PoolState<W> {
             .flat_map(|(k, ws)| ws.iter().enumerate().map(move |(i, w)| (w.last_used, k, i)))
             .min_by_key(|(used, ..)| *used)
             .map(|(_, k, i)| (k.clone(), i))?;
-        let list = self.idle.get_mut(&key)?;
-        let victim = list.remove(index).worker;
-        if list.is_empty() {
-            self.idle.remove(&key);
-        }
-        Some(victim)
+        self.remove_idle(&key, index)
     }
 
     /// A blank worker of a language other than `keep`: when the pool is full, a
@@ -389,13 +418,14 @@ impl<W: Handle> PoolState<W> {
                 return Some(list.remove(i));
             }
         }
-        let key = self.idle.iter().find(|(_, ws)| ws.iter().any(|w| w.worker.id() == id)).map(|(k, _)| k.clone())?;
-        let list = self.idle.get_mut(&key)?;
-        let i = list.iter().position(|w| w.worker.id() == id)?;
-        let worker = list.remove(i).worker;
-        if list.is_empty() {
-            self.idle.remove(&key);
-        }
-        Some(worker)
+        let (key, i) = self.find_idle(id)?;
+        self.remove_idle(&key, i)
+    }
+
+    /// Where worker `id` is parked idle: its function version and index.
+    fn find_idle(&self, id: WorkerId) -> Option<(FnKey, usize)> {
+        let key = self.workers.get(&id)?.function.as_ref().map(|f| (f.name.clone(), f.version))?;
+        let i = self.idle.get(&key)?.iter().position(|w| w.worker.id() == id)?;
+        Some((key, i))
     }
 }

@@ -36,6 +36,15 @@ impl<W: Handle> PoolState<W> {
                 }
             }
         }
+        let idle_bytes: u64 = self.idle.values().flatten().map(|i| i.memory).sum();
+        if idle_bytes != self.idle_bytes {
+            return Err(format!("idle workers charged {idle_bytes}, counted {}", self.idle_bytes));
+        }
+        for i in self.idle.values().flatten() {
+            if self.workers.get(&i.worker.id()).map(|r| r.memory) != Some(i.memory) {
+                return Err(format!("idle {} charged other than its record says", i.worker.id()));
+            }
+        }
         let parked_states =
             self.workers.values().filter(|r| matches!(r.state, WorkerState::Blank | WorkerState::Idle)).count();
         if parked_states != seen.len() {

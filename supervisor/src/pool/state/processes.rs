@@ -42,6 +42,8 @@ impl<W: Handle> PoolState<W> {
             started: now,
             kill,
             drain: false,
+            memory: self.typical_memory(language),
+            measured_at: None,
         };
         self.workers.insert(id, record);
     }
@@ -54,8 +56,10 @@ impl<W: Handle> PoolState<W> {
     /// A worker's process is gone. Returns its handle if it was parked (the
     /// caller drops it outside the lock).
     pub fn exited(&mut self, id: WorkerId) -> Option<W> {
+        // Found through its record, so taken out of the parked lists first.
+        let parked = self.take_parked(id);
         self.workers.remove(&id)?;
-        self.take_parked(id)
+        parked
     }
 
     pub fn set_restarts(&mut self, id: WorkerId, restarts: u32) {
@@ -76,7 +80,7 @@ impl<W: Handle> PoolState<W> {
         match key {
             Some(key) if self.serving.get(&key.0).is_none_or(|v| *v == Some(key.1)) => {
                 record.state = WorkerState::Idle;
-                self.idle.entry(key).or_default().push(Idle { worker, last_used: now });
+                self.push_idle(key, worker, now);
             }
             Some(_) => {
                 record.state = WorkerState::Draining;
@@ -107,7 +111,7 @@ impl<W: Handle> PoolState<W> {
             if have >= self.sizes.warm_blank {
                 break;
             }
-            if self.live() >= self.sizes.max_workers {
+            if self.live() >= self.sizes.max_processes {
                 let Some(victim) = make_room.then(|| self.take_least_recently_used()).flatten() else { break };
                 self.set_state(victim.id(), WorkerState::Draining);
                 plan.retired.push(victim);
@@ -152,8 +156,9 @@ impl<W: Handle> PoolState<W> {
         // A new version (or none) starts with a clean slate.
         self.init_failures.retain(|(n, v), _| n != name || Some(*v) == version);
         let stale: Vec<FnKey> = self.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
-        let retired: Vec<W> =
-            stale.into_iter().filter_map(|k| self.idle.remove(&k)).flatten().map(|i| i.worker).collect();
+        let removed: Vec<Idle<W>> = stale.into_iter().filter_map(|k| self.idle.remove(&k)).flatten().collect();
+        self.idle_bytes -= removed.iter().map(|i| i.memory).sum::<u64>();
+        let retired: Vec<W> = removed.into_iter().map(|i| i.worker).collect();
         for w in &retired {
             self.set_state(w.id(), WorkerState::Draining);
         }
@@ -189,6 +194,7 @@ impl<W: Handle> PoolState<W> {
     pub fn shut_down(&mut self) -> Vec<W> {
         self.shutting_down = true;
         let mut out: Vec<W> = self.idle.drain().flat_map(|(_, ws)| ws.into_iter().map(|i| i.worker)).collect();
+        self.idle_bytes = 0;
         out.extend(self.blank.drain().flat_map(|(_, ws)| ws));
         for w in &out {
             if let Some(record) = self.workers.get_mut(&w.id()) {

@@ -14,8 +14,14 @@ use crate::store::Deployed;
 /// The pool's fixed sizes.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
-    /// Most worker processes alive at once (all states, all functions).
-    pub max_workers: usize,
+    /// Most invocations running at once, all functions together: the slots.
+    pub max_running: usize,
+    /// Most worker processes alive at once, in every state: what the open-file
+    /// limit leaves room for. Idle workers past `idle_memory` go before it.
+    pub max_processes: usize,
+    /// Memory that idle (specialized, parked) workers may use, all together;
+    /// past it the least recently used are retired.
+    pub idle_memory: u64,
     /// Blank workers kept ready per language.
     pub warm_blank: usize,
     /// Most invocations waiting at once.
@@ -24,7 +30,7 @@ pub struct Sizes {
 
 impl Sizes {
     pub fn slots(&self) -> usize {
-        self.max_workers * SLOTS_PER_WORKER
+        self.max_running * SLOTS_PER_WORKER
     }
 
     /// Free slots kept for functions that hold none: one per eight slots.
@@ -77,6 +83,11 @@ pub struct WorkerRecord {
     pub kill: Arc<KillSwitch>,
     /// A graceful restart asked for it while it was out: replace it at check-in.
     pub(super) drain: bool,
+    /// Memory charged to it (private resident bytes): measured, or until then
+    /// what its language's specialized workers typically use.
+    pub memory: u64,
+    /// Its invocation count when `memory` was last measured (None: never).
+    pub(super) measured_at: Option<u64>,
 }
 
 /// What a grant gives the invocation (which holds a slot from now on).

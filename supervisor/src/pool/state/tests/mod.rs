@@ -2,6 +2,7 @@
 //! random event sequences with every invariant checked after each step
 //! (`random`). This file holds the harness both use.
 
+mod memory;
 mod random;
 mod rules;
 
@@ -49,8 +50,9 @@ fn key(f: &Deployed) -> FnKey {
     (f.name.clone(), f.version)
 }
 
-fn sizes(max_workers: usize) -> Sizes {
-    Sizes { max_workers, warm_blank: 1, max_queue: 16 }
+/// A pool of `n` processes that runs up to `n` invocations, with no memory limit.
+fn sizes(n: usize) -> Sizes {
+    Sizes { max_running: n, max_processes: n, idle_memory: u64::MAX, warm_blank: 1, max_queue: 16 }
 }
 
 /// A state machine plus the fake process table behind it.

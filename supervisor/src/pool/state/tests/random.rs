@@ -31,6 +31,8 @@ enum Event {
     Restart(usize, bool),
     /// A waiter gives up (its queue timeout).
     GiveUp(usize),
+    /// The i-th registered worker is measured at `n` MiB; idle ones are trimmed.
+    Measure(usize, u64),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -44,6 +46,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (0..4usize).prop_map(Event::Redeploy),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(i, f)| Event::Restart(i, f)),
         1 => any::<usize>().prop_map(Event::GiveUp),
+        2 => (any::<usize>(), 0..6u64).prop_map(|(i, n)| Event::Measure(i, n)),
     ]
 }
 
@@ -61,13 +64,13 @@ struct Model {
 }
 
 impl Model {
-    fn new(max_workers: usize, warm_blank: usize, max_queue: usize, concurrency: &[u32]) -> Self {
+    fn new(sizes: Sizes, concurrency: &[u32]) -> Self {
         let functions = concurrency
             .iter()
             .enumerate()
             .map(|(i, c)| function(&format!("f{i}"), 1, LANGUAGES[i % 2], *c))
             .collect::<Vec<_>>();
-        let mut h = Harness::new(Sizes { max_workers, warm_blank, max_queue });
+        let mut h = Harness::new(sizes);
         for f in &functions {
             h.st.serve_version(&f.name, Some(1));
         }
@@ -201,6 +204,16 @@ impl Model {
                 let (id, _) = self.waiters.swap_remove(i % self.waiters.len());
                 self.h.st.dequeue(id);
             }
+            Event::Measure(i, mib) => {
+                let ids: Vec<WorkerId> = self.h.st.to_measure(i % 2 == 0).into_iter().map(|(id, _)| id).collect();
+                if !ids.is_empty() {
+                    self.h.st.measured(ids[i % ids.len()], mib << 20);
+                }
+                self.dying.extend(self.h.st.trim());
+                if self.h.st.over_budget() && self.h.st.records().any(|(_, r)| r.state == WorkerState::Idle) {
+                    return Err("trimmed, yet idle workers are over the budget".into());
+                }
+            }
             _ => {}
         }
         self.h.st.check_invariants()?;
@@ -210,7 +223,7 @@ impl Model {
         if self.h.st.total_held != self.running.len() {
             return Err(format!("{} slots held for {} running", self.h.st.total_held, self.running.len()));
         }
-        let bound = self.h.st.sizes.max_workers + self.dying.len();
+        let bound = self.h.st.sizes.max_processes + self.dying.len();
         if self.h.st.live() > bound {
             return Err(format!("{} live, bound {bound}", self.h.st.live()));
         }
@@ -228,13 +241,22 @@ proptest! {
 
     #[test]
     fn random_event_sequences_keep_every_invariant(
-        max_workers in 1..6usize,
+        max_running in 1..6usize,
+        more_processes in 0..4usize,
+        idle_mib in 0..12u64,
         warm_blank in 0..3usize,
         max_queue in 0..5usize,
         concurrency in proptest::collection::vec(1..5u32, 4),
         events in proptest::collection::vec(event(), 1..120),
     ) {
-        let mut model = Model::new(max_workers, warm_blank, max_queue, &concurrency);
+        let sizes = Sizes {
+            max_running,
+            max_processes: max_running + more_processes,
+            idle_memory: idle_mib << 20,
+            warm_blank,
+            max_queue,
+        };
+        let mut model = Model::new(sizes, &concurrency);
         for (n, e) in events.into_iter().enumerate() {
             let what = format!("{e:?}");
             if let Err(broken) = model.step(e) {

@@ -29,7 +29,7 @@ fn prefers_warm_then_blank_then_a_new_process() {
 
 #[test]
 fn a_full_pool_evicts_a_blank_of_another_language_then_the_least_recently_used() {
-    let mut h = Harness::new(Sizes { max_workers: 3, warm_blank: 1, max_queue: 4 });
+    let mut h = Harness::new(Sizes { warm_blank: 1, max_queue: 4, ..sizes(3) });
     let (a, b, c) =
         (function("a", 1, Language::Wasm, 8), function("b", 1, Language::Wasm, 8), function("c", 1, Language::Js, 8));
     let wa = h.run(&a).unwrap();
@@ -106,7 +106,7 @@ fn waiters_are_served_by_fewest_slots_held_then_by_arrival() {
 
 #[test]
 fn a_full_queue_is_overloaded() {
-    let mut h = Harness::new(Sizes { max_workers: 1, warm_blank: 0, max_queue: 2 });
+    let mut h = Harness::new(Sizes { warm_blank: 0, max_queue: 2, ..sizes(1) });
     let f = function("f", 1, Language::Wasm, 1);
     h.st.enqueue(&f, Arc::new(Notify::new())).unwrap();
     h.st.enqueue(&f, Arc::new(Notify::new())).unwrap();
@@ -170,7 +170,7 @@ fn init_failures_make_a_function_unhealthy_until_its_backoff_ends() {
 
 #[test]
 fn blank_workers_are_planned_per_language_and_make_room_when_asked() {
-    let mut h = Harness::new(Sizes { max_workers: 2, warm_blank: 1, max_queue: 4 });
+    let mut h = Harness::new(Sizes { warm_blank: 1, max_queue: 4, ..sizes(2) });
     let f = function("f", 1, Language::Wasm, 8);
     let g = function("g", 1, Language::Wasm, 8);
     let a = h.run(&f).unwrap();

@@ -82,12 +82,15 @@ pub async fn run(mut config: Config) -> Result<()> {
     let sandbox = crate::sandbox::worker_sandbox(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let (languages, ruby_module) = runtimes(&config).await;
+    let idle_memory =
+        config.pool_memory_mb.map_or_else(crate::pool::default_idle_memory, |mb| mb.saturating_mul(1 << 20));
+    info!("idle workers may keep {} MiB; at most {} invocations run at once", idle_memory >> 20, config.workers);
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
             max_running: config.workers,
             max_processes: process_cap(open_files, config.workers),
-            idle_memory: config.pool_memory_mb.map_or_else(crate::pool::default_idle_memory, |mb| mb << 20),
+            idle_memory,
             warm_blank: config.warm_workers,
             max_queue: config.max_queue,
             queue_timeout: config.queue_timeout,

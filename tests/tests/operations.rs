@@ -357,19 +357,23 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
 }
 
 /// Idle workers are kept by memory, not by `--workers`: with room, six functions
-/// stay warm on a pool that runs two at once; with a small budget, the least
-/// recently used go, the newest stay, and `/metrics` shows what is kept.
+/// stay warm on a pool that runs two at once; with a budget for about three,
+/// the least recently used go (not the first started), the newest stay, and
+/// `/admin/workers` and `/metrics` show what each is charged.
 #[test]
 fn idle_workers_are_kept_by_memory_and_the_least_recently_used_go_first() {
     let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
-    let idle_of = |server: &Server| -> HashSet<String> {
+    let idle_of = |server: &Server| -> Vec<serde_json::Value> {
         admin(server, "GET", "/admin/workers").json()["workers"]
             .as_array()
             .expect("workers")
             .iter()
             .filter(|w| w["state"] == "idle")
-            .filter_map(|w| w["function"].as_str().map(str::to_string))
+            .cloned()
             .collect()
+    };
+    let idle_names = |server: &Server| -> HashSet<String> {
+        idle_of(server).iter().filter_map(|w| w["function"].as_str().map(str::to_string)).collect()
     };
     let call_each = |server: &Server| {
         for name in &names {
@@ -380,31 +384,44 @@ fn idle_workers_are_kept_by_memory_and_the_least_recently_used_go_first() {
 
     let (roomy, _dir) = admin_server(&["--workers", "2"]);
     call_each(&roomy);
-    assert_eq!(idle_of(&roomy).len(), 6, "six warm workers on a pool that runs two at once");
+    assert_eq!(idle_names(&roomy).len(), 6, "six warm workers on a pool that runs two at once");
     let before: HashSet<u32> = names.iter().map(|n| roomy.invoke(n, &json!({})).worker_pid()).collect();
     assert_eq!(before.len(), 6, "each function answered from its own warm worker");
+    // What one such worker is charged, on this machine.
+    let largest = idle_of(&roomy).iter().filter_map(|w| w["memoryBytes"].as_u64()).max().expect("memoryBytes");
+    assert!(largest > 0);
 
-    let budget_mb = 12;
+    let budget_mb = (largest * 7 / 2).div_ceil(1 << 20);
     let (tight, _dir) = admin_server(&["--workers", "2", "--pool-memory-mb", &budget_mb.to_string()]);
     call_each(&tight);
-    // Measured once a second, then trimmed to the budget.
+    // f0 is used again: f1 is now the least recently used.
+    assert_eq!(tight.invoke("f0", &json!({})).status, 200);
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let idle = idle_of(&tight);
-            idle.len() < names.len() && idle.contains("f5")
+            let idle = idle_names(&tight);
+            idle.len() < names.len() && idle.contains("f0") && idle.contains("f5")
         }),
-        "the newest stays and older ones go: {:?}",
-        idle_of(&tight)
+        "the newest stay and older ones go: {:?}",
+        idle_names(&tight)
     );
-    let idle = idle_of(&tight);
-    assert!(!idle.contains("f0"), "the least recently used went first: {idle:?}");
-    let metrics = tight.get("/metrics").text();
-    let kept: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("polyfaas_idle_worker_memory_bytes "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no idle memory gauge in {metrics}"));
+    let idle = idle_names(&tight);
+    assert!(!idle.contains("f1"), "the least recently used went first: {idle:?}");
+    let gauge = || -> u64 {
+        let metrics = tight.get("/metrics").text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("polyfaas_idle_worker_memory_bytes "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no idle memory gauge in {metrics}"))
+    };
+    let kept = gauge();
     assert!(kept > 0 && kept <= budget_mb << 20, "{kept} bytes kept, budget {budget_mb} MiB");
+    // The same sum, unless the sampler re-measured a worker between the two reads.
+    let charged = || -> u64 { idle_of(&tight).iter().filter_map(|w| w["memoryBytes"].as_u64()).sum() };
+    assert!(
+        wait_until(Duration::from_secs(5), || gauge() == charged()),
+        "the gauge is the sum of what idle workers are charged"
+    );
     // A function whose worker went is simply cold again.
-    assert_eq!(tight.invoke("f0", &json!({})).status, 200);
+    assert_eq!(tight.invoke("f1", &json!({})).status, 200);
 }

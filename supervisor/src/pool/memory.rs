@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::Inner;
+use super::state::Measure;
 
 /// How often workers that ran are measured again (and the idle ones trimmed).
 const EVERY: Duration = Duration::from_secs(1);
@@ -36,17 +37,29 @@ fn measure_once(inner: &Arc<Inner>, all: bool) {
         return;
     }
     // Read outside the lock: a worker that exits meanwhile just has no reading.
-    let readings: Vec<(u64, u64)> =
-        wanted.into_iter().filter_map(|(id, pid)| private_bytes(pid).map(|bytes| (id, bytes))).collect();
-    let trimmed = {
+    // (Up to a few thousand small reads of /proc: milliseconds, so they stay on
+    // this task rather than a blocking thread.)
+    let readings: Vec<(Measure, u64)> =
+        wanted.into_iter().filter_map(|what| private_bytes(what.pid).map(|bytes| (what, bytes))).collect();
+    if readings.is_empty() {
+        warn_once_unreadable();
+    }
+    let retired = {
         let mut st = inner.lock();
-        for (id, bytes) in readings {
-            st.measured(id, bytes);
-        }
-        st.trim()
+        let mut retired: Vec<_> = readings.into_iter().filter_map(|(what, bytes)| st.measured(what, bytes)).collect();
+        retired.extend(st.trim());
+        retired
     };
     // Each retired worker closes its socket as it drops, and exits.
-    drop(trimmed);
+    drop(retired);
+}
+
+/// Workers are charged a guess for as long as /proc cannot be read; say so once.
+fn warn_once_unreadable() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!("cannot read workers' memory from /proc/<pid>/statm: idle workers are charged an estimate");
+    });
 }
 
 /// Memory only this process holds: resident pages that are not shared with a
@@ -64,25 +77,30 @@ fn page_size() -> u64 {
     sysconf(SysconfVar::PAGE_SIZE).ok().flatten().and_then(|n| u64::try_from(n).ok()).unwrap_or(4096)
 }
 
-/// A quarter of the memory this server may use: the machine's, or its cgroup's
-/// limit (`MemoryMax=` of a systemd unit, a container's limit) if lower.
+/// A quarter of the memory this server may use: the machine's, or the lowest
+/// `memory.max` of its cgroup and the cgroups above it (`MemoryMax=` of a
+/// systemd unit or slice, a container's limit) if lower.
 pub fn default_budget() -> u64 {
-    let machine = meminfo_total().unwrap_or(4 << 30);
+    // sysinfo(2), not /proc/meminfo: the systemd unit's `ProcSubset=pid` hides it.
+    let machine = nix::sys::sysinfo::sysinfo().map_or(4 << 30, |info| info.ram_total());
     cgroup_limit().map_or(machine, |limit| limit.min(machine)) / DEFAULT_SHARE
 }
 
-fn meminfo_total() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim();
-    kb.parse::<u64>().ok().map(|kb| kb * 1024)
-}
-
-/// The cgroup v2 memory limit of this process, if it has one.
+/// The lowest cgroup v2 memory limit on this process's cgroup path, if any.
 fn cgroup_limit() -> Option<u64> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let max = std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.max", path.trim_end())).ok()?;
-    max.trim().parse().ok()
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
+    let mut dir = std::path::PathBuf::from(format!("/sys/fs/cgroup{path}"));
+    let mut lowest: Option<u64> = None;
+    loop {
+        // "max" (no limit) does not parse; the root has no memory.max at all.
+        if let Some(limit) = std::fs::read_to_string(dir.join("memory.max")).ok().and_then(|m| m.trim().parse().ok()) {
+            lowest = Some(lowest.map_or(limit, |l: u64| l.min(limit)));
+        }
+        if dir == std::path::Path::new("/sys/fs/cgroup") || !dir.pop() {
+            return lowest;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +112,7 @@ mod tests {
         let own = private_bytes(std::process::id()).expect("statm of this process");
         assert!(own > 0);
         let budget = default_budget();
-        assert!(budget > 0 && budget <= meminfo_total().unwrap_or(u64::MAX));
+        let machine = nix::sys::sysinfo::sysinfo().expect("sysinfo").ram_total();
+        assert!(budget > 0 && budget <= machine / DEFAULT_SHARE, "{budget} of {machine}");
     }
 }

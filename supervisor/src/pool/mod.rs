@@ -256,10 +256,11 @@ impl Pool {
                     return Invocation::lost(worker_pid, outcome);
                 }
             };
-            // A worker's first invocation is measured at once, so it is parked
-            // charged what it uses, not its language's guess.
-            let fresh = invocation.stats.as_ref().is_some_and(|s| s.cold);
-            slot.check_in(worker, fresh.then(|| memory::private_bytes(worker_pid)).flatten());
+            // A worker is measured after its first invocation (whatever its
+            // outcome), so it is parked charged what it uses, not a guess.
+            let memory = if worker.measured { None } else { memory::private_bytes(worker_pid) };
+            worker.measured = true;
+            slot.check_in(worker, memory);
             return invocation;
         }
     }
@@ -392,11 +393,7 @@ impl Slot {
     fn check_in(mut self, worker: WorkerProcess, memory: Option<u64>) {
         let (checkin, wake, trimmed) = {
             let mut st = self.inner.lock();
-            let id = worker.id;
-            let checkin = st.checkin(worker, &self.key, Instant::now());
-            if let Some(bytes) = memory {
-                st.measured(id, bytes);
-            }
+            let checkin = st.checkin(worker, &self.key, Instant::now(), memory);
             let trimmed = if st.over_budget() { st.trim() } else { Vec::new() };
             (checkin, st.to_wake(), trimmed)
         };

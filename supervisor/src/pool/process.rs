@@ -138,6 +138,8 @@ pub struct WorkerProcess {
     answer_limit: usize,
     /// How the process ended, once it has (set by the watcher).
     exited: watch::Receiver<Option<String>>,
+    /// Its memory was measured since it was specialized (at its first check-in).
+    pub measured: bool,
 }
 
 impl WorkerProcess {
@@ -175,7 +177,16 @@ impl WorkerProcess {
             debug!(worker = id, pid, ?reason, "worker gone");
             on_exit(id, reason);
         });
-        Ok(Self { id, pid, kill, _retire: retire, socket: Some(socket), answer_limit: MAX_SMALL_FRAME_LEN, exited })
+        Ok(Self {
+            id,
+            pid,
+            kill,
+            _retire: retire,
+            socket: Some(socket),
+            answer_limit: MAX_SMALL_FRAME_LEN,
+            exited,
+            measured: false,
+        })
     }
 
     /// Runs one invocation; past `hard_deadline` the worker is killed.

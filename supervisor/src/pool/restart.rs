@@ -62,6 +62,9 @@ impl Spec {
     }
 }
 
+/// Replacements a restart starts at once.
+const REPLACEMENTS_AT_ONCE: usize = 8;
+
 impl Pool {
     /// Restarts the workers `filter` selects. Returns once parked workers are
     /// replaced; busy ones are replaced when their invocation ends.
@@ -97,14 +100,24 @@ impl Pool {
                 report.push(entry);
             }
         }
+        // Each replacement is a process more until the worker it replaces is
+        // gone: a few at a time, so restarting thousands of idle workers stays
+        // within the process cap (and the descriptors set aside for it).
+        let gate = Arc::new(tokio::sync::Semaphore::new(REPLACEMENTS_AT_ONCE));
         let mut tasks = Vec::new();
         for old in parked {
-            let inner = self.inner.clone();
-            tasks.push(self.inner.runtime.spawn(async move { inner.replace_now(old).await }));
+            let (inner, gate) = (self.inner.clone(), gate.clone());
+            tasks.push(self.inner.runtime.spawn(async move {
+                let _turn = gate.acquire_owned().await;
+                inner.replace_now(old).await
+            }));
         }
         for spec in killed {
-            let inner = self.inner.clone();
-            tasks.push(self.inner.runtime.spawn(async move { inner.start_replacement(spec).await }));
+            let (inner, gate) = (self.inner.clone(), gate.clone());
+            tasks.push(self.inner.runtime.spawn(async move {
+                let _turn = gate.acquire_owned().await;
+                inner.start_replacement(spec).await
+            }));
         }
         for task in tasks {
             let _ = task.await;

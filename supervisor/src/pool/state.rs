@@ -5,15 +5,18 @@
 //!
 //! **Workers.** Each live process is counted once, from the moment a start is
 //! reserved until its exit is reported: `live = registered + starting`, at most
-//! `max_processes` (one over for each replacement in flight). A registered worker
+//! `max_processes` (one over for each replacement in flight; a restart starts
+//! at most eight at a time). A registered worker
 //! is in exactly one place: parked *blank* (per language), parked *idle* (per
 //! function version, least recently used first to go), or out with its owner
 //! (initializing, busy, draining).
 //!
 //! **Memory.** Idle workers are kept by a memory budget, not a count: each is
 //! charged its measured private memory (`measured`), and `trim` retires the least
-//! recently used while their sum is over `idle_memory`. The budget never stops an
-//! invocation from starting a process; it only decides which parked ones go.
+//! recently used while their sum is over `idle_memory`. A worker bigger than the
+//! whole budget is never parked idle (it would push every other one out, and then
+//! go itself). The budget never stops an invocation from starting a process; it
+//! only decides which parked ones go.
 //!
 //! **Slots.** Capacity is counted in invocation slots (`max_running ×
 //! SLOTS_PER_WORKER`), not in workers, so the rules hold unchanged once a worker
@@ -49,6 +52,7 @@ mod processes;
 mod tests;
 mod types;
 
+pub use self::memory::Measure;
 pub use self::types::{Checkin, Checkout, InitFailures, RestartStep, Sizes, WorkerRecord, WorkerState};
 
 pub type WorkerId = u64;
@@ -88,6 +92,8 @@ pub struct PoolState<W> {
     idle: HashMap<FnKey, Vec<Idle<W>>>,
     /// The sum of every idle worker's `memory`.
     idle_bytes: u64,
+    /// Every idle worker by when it was parked, oldest first: the next to go.
+    lru: BTreeMap<(Instant, WorkerId), FnKey>,
     /// The last measured memory of a specialized worker, per language: what a
     /// new worker is charged until it is measured itself.
     typical: HashMap<Language, u64>,
@@ -116,6 +122,7 @@ impl<W: Handle> PoolState<W> {
             workers: HashMap::default(),
             idle: HashMap::default(),
             idle_bytes: 0,
+            lru: BTreeMap::new(),
             typical: HashMap::default(),
             blank: HashMap::default(),
             starting: 0,
@@ -200,13 +207,27 @@ impl<W: Handle> PoolState<W> {
     /// Whether an eligible waiter ranks before the caller (rule 3).
     fn outranked(&self, key: &FnKey, me: Option<WaiterId>) -> bool {
         let rank = (self.held.get(key).copied().unwrap_or(0), me.unwrap_or(WaiterId::MAX));
-        self.waiters
-            .iter()
-            .any(|(id, w)| Some(*id) != me && self.may_take(&w.key, w.concurrency) && self.rank(*id, w) < rank)
+        self.eligible().any(|(held, id)| Some(id) != me && (held, id) < rank)
     }
 
-    fn rank(&self, id: WaiterId, w: &Waiter) -> (usize, WaiterId) {
-        (self.held.get(&w.key).copied().unwrap_or(0), id)
+    /// Every eligible waiter, in arrival order, with the slots its function
+    /// holds (its rank). Waiters of one function version queue side by side, so
+    /// the last one's answer is reused for the next of the same version rather
+    /// than looked up again: this runs on every check-out and check-in.
+    fn eligible(&self) -> impl Iterator<Item = (usize, WaiterId)> + '_ {
+        let mut last: Option<(&FnKey, usize, Option<usize>)> = None;
+        self.waiters.iter().filter_map(move |(id, w)| {
+            let held = match last {
+                Some((key, concurrency, held)) if concurrency == w.concurrency && *key == w.key => held,
+                _ => {
+                    let held =
+                        self.may_take(&w.key, w.concurrency).then(|| self.held.get(&w.key).copied().unwrap_or(0));
+                    last = Some((&w.key, w.concurrency, held));
+                    held
+                }
+            };
+            held.map(|h| (h, *id))
+        })
     }
 
     /// Takes a place in the wait queue.
@@ -242,12 +263,7 @@ impl<W: Handle> PoolState<W> {
 
     /// Eligible waiters in the order they are served.
     pub fn ranked_eligible(&self) -> Vec<WaiterId> {
-        let mut ids: Vec<(usize, WaiterId)> = self
-            .waiters
-            .iter()
-            .filter(|(_, w)| self.may_take(&w.key, w.concurrency))
-            .map(|(id, w)| self.rank(*id, w))
-            .collect();
+        let mut ids: Vec<(usize, WaiterId)> = self.eligible().collect();
         ids.sort_unstable();
         ids.into_iter().map(|(_, id)| id).collect()
     }
@@ -273,10 +289,12 @@ impl<W: Handle> PoolState<W> {
     }
 
     /// Returns a worker after its invocation and gives back the slot.
-    pub fn checkin(&mut self, worker: W, key: &FnKey, now: Instant) -> Checkin<W> {
+    /// `memory`: its private memory, if the caller just measured it.
+    pub fn checkin(&mut self, worker: W, key: &FnKey, now: Instant, memory: Option<u64>) -> Checkin<W> {
         self.release(key);
         let stale = self.serving.get(&key.0).is_some_and(|v| *v != Some(key.1));
-        let Some(record) = self.workers.get_mut(&worker.id()) else {
+        let id = worker.id();
+        let Some(record) = self.workers.get_mut(&id) else {
             // Its exit was already reported: nothing to park.
             return Checkin::Retire(worker);
         };
@@ -288,9 +306,13 @@ impl<W: Handle> PoolState<W> {
             record.state = WorkerState::Draining;
             Checkin::Replace(worker)
         } else {
-            record.state = WorkerState::Idle;
-            self.push_idle(key.clone(), worker, now);
-            Checkin::Parked
+            if let Some(bytes) = memory {
+                self.charge(id, bytes);
+            }
+            match self.push_idle(key.clone(), worker, now) {
+                Ok(()) => Checkin::Parked,
+                Err(too_big) => Checkin::Retire(too_big),
+            }
         }
     }
 
@@ -365,13 +387,24 @@ impl<W: Handle> PoolState<W> {
         }
     }
 
-    /// Parks `worker` idle for `key`, charged its record's memory. Every idle
-    /// worker is parked here and leaves through `remove_idle` (or the bulk
-    /// removals in `serve_version` and `shut_down`), which keep `idle_bytes`.
-    fn push_idle(&mut self, key: FnKey, worker: W, now: Instant) {
-        let memory = self.workers.get(&worker.id()).map_or(0, |r| r.memory);
+    /// Parks `worker` idle for `key`, charged its record's memory; a worker
+    /// bigger than the whole budget is refused (`Err`, marked draining: the
+    /// caller retires it). Every idle worker is parked here and leaves through
+    /// `remove_idle` (or the bulk removals in `serve_version` and `shut_down`),
+    /// which keep `idle_bytes` and `lru`.
+    fn push_idle(&mut self, key: FnKey, worker: W, now: Instant) -> Result<(), W> {
+        let id = worker.id();
+        let Some(record) = self.workers.get_mut(&id) else { return Err(worker) };
+        if record.memory > self.sizes.idle_memory {
+            record.state = WorkerState::Draining;
+            return Err(worker);
+        }
+        record.state = WorkerState::Idle;
+        let memory = record.memory;
         self.idle_bytes += memory;
+        self.lru.insert((now, id), key.clone());
         self.idle.entry(key).or_default().push(Idle { worker, last_used: now, memory });
+        Ok(())
     }
 
     fn remove_idle(&mut self, key: &FnKey, index: usize) -> Option<W> {
@@ -384,6 +417,7 @@ impl<W: Handle> PoolState<W> {
             self.idle.remove(key);
         }
         self.idle_bytes -= idle.memory;
+        self.lru.remove(&(idle.last_used, idle.worker.id()));
         Some(idle.worker)
     }
 
@@ -395,12 +429,9 @@ impl<W: Handle> PoolState<W> {
 
     /// Removes the idle worker that has waited longest, of any function.
     fn take_least_recently_used(&mut self) -> Option<W> {
-        let (key, index) = self
-            .idle
-            .iter()
-            .flat_map(|(k, ws)| ws.iter().enumerate().map(move |(i, w)| (w.last_used, k, i)))
-            .min_by_key(|(used, ..)| *used)
-            .map(|(_, k, i)| (k.clone(), i))?;
+        let (&(_, id), key) = self.lru.iter().next()?;
+        let key = key.clone();
+        let index = self.idle.get(&key)?.iter().position(|w| w.worker.id() == id)?;
         self.remove_idle(&key, index)
     }
 

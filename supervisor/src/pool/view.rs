@@ -19,6 +19,9 @@ pub struct WorkerView {
     pub restarts: u32,
     pub uptime_ms: u64,
     pub rss_bytes: Option<u64>,
+    /// What the pool charges it against `--pool-memory-mb` while it is idle:
+    /// its private memory as last measured (or its language's estimate).
+    pub memory_bytes: u64,
 }
 
 impl WorkerView {
@@ -34,6 +37,7 @@ impl WorkerView {
             restarts: info.restarts,
             uptime_ms: info.started.elapsed().as_millis() as u64,
             rss_bytes: None,
+            memory_bytes: info.memory,
         }
     }
 }

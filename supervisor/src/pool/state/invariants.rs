@@ -40,10 +40,22 @@ impl<W: Handle> PoolState<W> {
         if idle_bytes != self.idle_bytes {
             return Err(format!("idle workers charged {idle_bytes}, counted {}", self.idle_bytes));
         }
-        for i in self.idle.values().flatten() {
-            if self.workers.get(&i.worker.id()).map(|r| r.memory) != Some(i.memory) {
-                return Err(format!("idle {} charged other than its record says", i.worker.id()));
+        for (key, list) in &self.idle {
+            for i in list {
+                if self.workers.get(&i.worker.id()).map(|r| r.memory) != Some(i.memory) {
+                    return Err(format!("idle {} charged other than its record says", i.worker.id()));
+                }
+                if i.memory > self.sizes.idle_memory {
+                    return Err(format!("idle {} is bigger than the whole budget", i.worker.id()));
+                }
+                if self.lru.get(&(i.last_used, i.worker.id())) != Some(key) {
+                    return Err(format!("idle {} is not in the LRU order as parked", i.worker.id()));
+                }
             }
+        }
+        let idle_count: usize = self.idle.values().map(Vec::len).sum();
+        if self.lru.len() != idle_count {
+            return Err(format!("{} in the LRU order, {idle_count} idle", self.lru.len()));
         }
         let parked_states =
             self.workers.values().filter(|r| matches!(r.state, WorkerState::Blank | WorkerState::Idle)).count();
@@ -62,6 +74,18 @@ impl<W: Handle> PoolState<W> {
         }
         if self.waiters.len() > self.sizes.max_queue {
             return Err(format!("{} waiters, queue of {}", self.waiters.len(), self.sizes.max_queue));
+        }
+        // The ranking, against a plain look-up of every waiter.
+        let mut plain: Vec<(usize, u64)> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| self.may_take(&w.key, w.concurrency))
+            .map(|(id, w)| (self.held.get(&w.key).copied().unwrap_or(0), *id))
+            .collect();
+        plain.sort_unstable();
+        let plain: Vec<u64> = plain.into_iter().map(|(_, id)| id).collect();
+        if plain != self.ranked_eligible() {
+            return Err(format!("waiters ranked {:?}, should be {plain:?}", self.ranked_eligible()));
         }
         let blank_starting: usize = self.blank_starting.values().sum();
         if blank_starting > self.starting {

@@ -7,6 +7,14 @@ use polyfaas_protocol::Language;
 use super::types::WorkerState;
 use super::{Handle, PoolState, WorkerId};
 
+/// A worker to measure: its id and pid, and how many invocations it had run.
+#[derive(Debug, Clone, Copy)]
+pub struct Measure {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub invocations: u64,
+}
+
 /// What a worker is charged before any specialized worker of its language was
 /// measured: more than a WASM or JS worker uses, less than Python's or Ruby's.
 const UNMEASURED: u64 = 16 << 20;
@@ -21,28 +29,44 @@ impl<W: Handle> PoolState<W> {
     /// draining; else those never measured and those that ran an invocation
     /// since (between invocations a worker runs nothing of its own, but a
     /// handler's leftover thread could; `all` catches that).
-    pub fn to_measure(&self, all: bool) -> Vec<(WorkerId, u32)> {
+    pub fn to_measure(&self, all: bool) -> Vec<Measure> {
         self.workers
             .iter()
             .filter(|(_, r)| r.state != WorkerState::Draining && (all || r.measured_at != Some(r.invocations)))
-            .map(|(id, r)| (*id, r.pid))
+            .map(|(id, r)| Measure { id: *id, pid: r.pid, invocations: r.invocations })
             .collect()
     }
 
-    /// Records worker `id`'s private memory, as just measured.
-    pub fn measured(&mut self, id: WorkerId, bytes: u64) {
+    /// Records a worker's private memory, as measured while it had run
+    /// `what.invocations`; a reading taken before its latest invocation is
+    /// dropped (the next round measures it again). Returns the worker if it was
+    /// idle and has grown past the whole budget: the caller retires it.
+    pub fn measured(&mut self, what: Measure, bytes: u64) -> Option<W> {
+        let record = self.workers.get(&what.id)?;
+        if record.invocations != what.invocations {
+            return None;
+        }
+        let idle = record.state == WorkerState::Idle;
+        self.charge(what.id, bytes);
+        let (key, i) = if idle { self.find_idle(what.id)? } else { return None };
+        let entry = self.idle.get_mut(&key)?.get_mut(i)?;
+        self.idle_bytes = self.idle_bytes - entry.memory + bytes;
+        entry.memory = bytes;
+        if bytes <= self.sizes.idle_memory {
+            return None;
+        }
+        let worker = self.remove_idle(&key, i)?;
+        self.set_state(what.id, WorkerState::Draining);
+        Some(worker)
+    }
+
+    /// Charges worker `id` `bytes` (not its idle entry: see `measured`).
+    pub(super) fn charge(&mut self, id: WorkerId, bytes: u64) {
         let Some(record) = self.workers.get_mut(&id) else { return };
         record.memory = bytes;
         record.measured_at = Some(record.invocations);
         if record.function.is_some() {
             self.typical.insert(record.language, bytes);
-        }
-        if record.state == WorkerState::Idle
-            && let Some((key, i)) = self.find_idle(id)
-            && let Some(entry) = self.idle.get_mut(&key).and_then(|list| list.get_mut(i))
-        {
-            self.idle_bytes = self.idle_bytes - entry.memory + bytes;
-            entry.memory = bytes;
         }
     }
 

@@ -79,8 +79,7 @@ impl<W: Handle> PoolState<W> {
         }
         match key {
             Some(key) if self.serving.get(&key.0).is_none_or(|v| *v == Some(key.1)) => {
-                record.state = WorkerState::Idle;
-                self.push_idle(key, worker, now);
+                return self.push_idle(key, worker, now).err();
             }
             Some(_) => {
                 record.state = WorkerState::Draining;
@@ -158,6 +157,9 @@ impl<W: Handle> PoolState<W> {
         let stale: Vec<FnKey> = self.idle.keys().filter(|(n, v)| n == name && Some(*v) != version).cloned().collect();
         let removed: Vec<Idle<W>> = stale.into_iter().filter_map(|k| self.idle.remove(&k)).flatten().collect();
         self.idle_bytes -= removed.iter().map(|i| i.memory).sum::<u64>();
+        for i in &removed {
+            self.lru.remove(&(i.last_used, i.worker.id()));
+        }
         let retired: Vec<W> = removed.into_iter().map(|i| i.worker).collect();
         for w in &retired {
             self.set_state(w.id(), WorkerState::Draining);
@@ -195,6 +197,7 @@ impl<W: Handle> PoolState<W> {
         self.shutting_down = true;
         let mut out: Vec<W> = self.idle.drain().flat_map(|(_, ws)| ws.into_iter().map(|i| i.worker)).collect();
         self.idle_bytes = 0;
+        self.lru.clear();
         out.extend(self.blank.drain().flat_map(|(_, ws)| ws));
         for w in &out {
             if let Some(record) = self.workers.get_mut(&w.id()) {

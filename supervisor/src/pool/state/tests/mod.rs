@@ -111,7 +111,7 @@ impl Harness {
 
     fn done(&mut self, f: &Deployed, w: Fake) {
         let now = self.tick();
-        assert!(matches!(self.st.checkin(w, &key(f), now), Checkin::Parked));
+        assert!(matches!(self.st.checkin(w, &key(f), now, None), Checkin::Parked));
     }
 
     fn state_of(&self, id: WorkerId) -> Option<WorkerState> {

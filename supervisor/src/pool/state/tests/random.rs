@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use tokio::sync::Notify;
 
 use super::{Fake, Harness, function, key};
-use crate::pool::state::{Checkin, Checkout, RestartStep, Sizes, WorkerId, WorkerState};
+use crate::pool::state::{Checkin, Checkout, Measure, RestartStep, Sizes, WorkerId, WorkerState};
 use crate::store::Deployed;
 
 #[derive(Debug, Clone)]
@@ -61,6 +61,7 @@ struct Model {
     dying: Vec<Fake>,
     waiters: Vec<(u64, Arc<Deployed>)>,
     pending_blanks: Vec<usize>,
+    pending_readings: Vec<Measure>,
 }
 
 impl Model {
@@ -74,7 +75,15 @@ impl Model {
         for f in &functions {
             h.st.serve_version(&f.name, Some(1));
         }
-        Self { h, functions, running: Vec::new(), dying: Vec::new(), waiters: Vec::new(), pending_blanks: Vec::new() }
+        Self {
+            h,
+            functions,
+            running: Vec::new(),
+            dying: Vec::new(),
+            waiters: Vec::new(),
+            pending_blanks: Vec::new(),
+            pending_readings: Vec::new(),
+        }
     }
 
     fn step(&mut self, e: Event) -> Result<(), String> {
@@ -139,7 +148,9 @@ impl Model {
             }
             Event::Finish(i) if !self.running.is_empty() => {
                 let (f, w) = self.running.swap_remove(i % self.running.len());
-                match self.h.st.checkin(w, &key(&f), now) {
+                // Sometimes measured at check-in, as a first invocation is.
+                let memory = (i % 3 == 0).then_some(((i % 7) as u64) << 20);
+                match self.h.st.checkin(w, &key(&f), now, memory) {
                     Checkin::Parked => {}
                     Checkin::Retire(w) | Checkin::Replace(w) => self.dying.push(w),
                 }
@@ -205,9 +216,15 @@ impl Model {
                 self.h.st.dequeue(id);
             }
             Event::Measure(i, mib) => {
-                let ids: Vec<WorkerId> = self.h.st.to_measure(i % 2 == 0).into_iter().map(|(id, _)| id).collect();
-                if !ids.is_empty() {
-                    self.h.st.measured(ids[i % ids.len()], mib << 20);
+                // A reading may be applied late, after other events: as the
+                // sampler's, taken outside the lock.
+                let wanted = self.h.st.to_measure(i % 2 == 0);
+                if !wanted.is_empty() {
+                    self.pending_readings.push(wanted[i % wanted.len()]);
+                }
+                if (self.pending_readings.len() > 1 || i % 2 == 0) && !self.pending_readings.is_empty() {
+                    let what = self.pending_readings.remove(0);
+                    self.dying.extend(self.h.st.measured(what, mib << 20));
                 }
                 self.dying.extend(self.h.st.trim());
                 if self.h.st.over_budget() && self.h.st.records().any(|(_, r)| r.state == WorkerState::Idle) {

@@ -125,7 +125,7 @@ fn a_new_version_retires_idle_workers_of_the_old_and_checked_in_stale_ones() {
     assert_eq!(retired, vec![Fake(1)]);
     assert_eq!(h.state_of(1), Some(WorkerState::Draining));
     let now = h.tick();
-    assert!(matches!(h.st.checkin(b, &key(&v1), now), Checkin::Retire(Fake(2))));
+    assert!(matches!(h.st.checkin(b, &key(&v1), now, None), Checkin::Retire(Fake(2))));
     assert!(!h.st.is_served(&v1));
     h.st.check_invariants().unwrap();
 }
@@ -142,7 +142,7 @@ fn a_graceful_restart_drains_a_busy_worker_and_replaces_a_parked_one() {
     assert!(h.st.restart(1, false).is_none(), "already draining");
     assert_eq!(h.state_of(1), Some(WorkerState::Draining));
     let now = h.tick();
-    assert!(matches!(h.st.checkin(busy, &key(&f), now), Checkin::Replace(Fake(1))));
+    assert!(matches!(h.st.checkin(busy, &key(&f), now, None), Checkin::Replace(Fake(1))));
     assert!(matches!(h.st.restart(1, true), Some(RestartStep::Kill(_))));
     h.st.check_invariants().unwrap();
 }
@@ -197,6 +197,6 @@ fn shutting_down_hands_out_nothing_and_returns_every_parked_worker() {
     assert_eq!(parked.len(), 1);
     let now = h.tick();
     assert!(matches!(h.st.checkout(&f, None, now), Err(PoolError::ShuttingDown)));
-    assert!(matches!(h.st.checkin(w, &key(&f), now), Checkin::Retire(_)));
+    assert!(matches!(h.st.checkin(w, &key(&f), now, None), Checkin::Retire(_)));
     h.st.check_invariants().unwrap();
 }

@@ -27,6 +27,10 @@ struct InvocationLabels {
     outcome: String,
 }
 
+fn labels(function: &str, outcome: &str) -> InvocationLabels {
+    InvocationLabels { function: function.into(), outcome: outcome.into() }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
     function: String,
@@ -74,8 +78,12 @@ struct Figures {
     total: Series,
 }
 
-#[derive(Default)]
 struct FunctionStats {
+    /// This function's `ok` invocation counter and latency histogram, looked up
+    /// in their families once, when the function is first seen (a lookup by
+    /// labels allocates their strings).
+    ok: Counter,
+    latency: Histogram,
     invocations: u64,
     errors: BTreeMap<String, u64>,
     recent_ms: VecDeque<f64>,
@@ -163,13 +171,31 @@ impl Telemetry {
 
     /// Records one finished invocation. `outcome` is `ok` or an error code.
     pub fn invocation(&self, function: &str, outcome: &str, elapsed: Duration, error: Option<&str>) {
-        self.invocations.get_or_create(&InvocationLabels { function: function.into(), outcome: outcome.into() }).inc();
-        self.latency.get_or_create(&FunctionLabel { function: function.into() }).observe(elapsed.as_secs_f64());
         let now = unix_now();
         let ms = elapsed.as_secs_f64() * 1000.0;
         let mut figures = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         figures.total.record(now, ms, error.is_some());
-        let stats = figures.by_name.entry(function.to_string()).or_default();
+        if !figures.by_name.contains_key(function) {
+            let stats = FunctionStats {
+                ok: self.invocations.get_or_create_owned(&labels(function, "ok")),
+                latency: self.latency.get_or_create_owned(&FunctionLabel { function: function.into() }),
+                invocations: 0,
+                errors: BTreeMap::new(),
+                recent_ms: VecDeque::new(),
+                last_error: None,
+                // Its `ok` series exists from now on, so `forget` removes it.
+                outcomes: BTreeSet::from(["ok".to_string()]),
+                recent: Series::default(),
+            };
+            figures.by_name.insert(function.to_string(), stats);
+        }
+        let Some(stats) = figures.by_name.get_mut(function) else { return };
+        if outcome == "ok" {
+            stats.ok.inc();
+        } else {
+            self.invocations.get_or_create(&labels(function, outcome)).inc();
+        }
+        stats.latency.observe(elapsed.as_secs_f64());
         stats.recent.record(now, ms, error.is_some());
         stats.invocations += 1;
         if !stats.outcomes.contains(outcome) {

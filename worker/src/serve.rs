@@ -21,13 +21,18 @@ use tracing::{error, info, warn};
 use crate::runtimes::{Blank, Runtime};
 use crate::sandbox::{self, SandboxConfig};
 
+/// The socket's read buffer: a typical request frame fits.
+const READ_BUFFER: usize = 16 << 10;
+
 /// Serves the supervisor on `socket` until it says `Shutdown` or hangs up.
 ///
 /// The function half of the sandbox is applied on the first `Prepare` or `Init`,
 /// before the runtime reads the bundle: both evaluate user code. A worker that
 /// cannot confine itself answers with an error and exits.
 pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> Result<()> {
-    let mut reader = socket.try_clone().context("cloning the socket")?;
+    // Buffered: a frame's length prefix and body arrive together, and are then
+    // taken in one read instead of two.
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, socket.try_clone().context("cloning the socket")?);
     let mut writer = socket;
     write_frame(&mut writer, &FromWorker::Hello { pid: std::process::id(), protocol_version: PROTOCOL_VERSION })?;
 

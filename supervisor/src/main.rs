@@ -20,6 +20,7 @@
 mod admin;
 mod api;
 mod auth;
+mod cgroup;
 mod cli;
 mod cluster;
 mod config;

@@ -84,12 +84,17 @@ pub async fn run(mut config: Config) -> Result<()> {
     let (languages, ruby_module) = runtimes(&config).await;
     let idle_memory =
         config.pool_memory_mb.map_or_else(crate::pool::default_idle_memory, |mb| mb.saturating_mul(1 << 20));
-    info!("idle workers may keep {} MiB; at most {} invocations run at once", idle_memory >> 20, config.workers);
+    let max_processes = process_cap(open_files, crate::cgroup::tasks_limit(), config.workers);
+    info!(
+        "idle workers may keep {} MiB; at most {} invocations run at once, {max_processes} worker processes live",
+        idle_memory >> 20,
+        config.workers
+    );
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
             max_running: config.workers,
-            max_processes: process_cap(open_files, config.workers),
+            max_processes,
             idle_memory,
             warm_blank: config.warm_workers,
             max_queue: config.max_queue,
@@ -134,7 +139,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         languages: if config.warm_workers == 0 { Vec::new() } else { languages },
         addr,
     };
-    let connections = connection_cap(config.max_connections, open_files, process_cap(open_files, config.workers));
+    let connections = connection_cap(config.max_connections, open_files, max_processes);
     if connections < config.max_connections {
         warn!(
             "accepting at most {connections} connections, not max-connections {}: the open-file limit is {open_files}",
@@ -280,12 +285,22 @@ fn raise_open_file_limit() -> u64 {
 /// backlog, unaccepted, so they cost no descriptor.
 /// Most worker processes alive at once. Each holds up to 4 of the server's
 /// descriptors (its socket, stderr pipe, process handle, a spare): a quarter of
-/// the open-file limit goes to workers, at most `MAX_PROCESSES`, and never
+/// the open-file limit goes to workers. Each is also up to `TASKS_PER_WORKER`
+/// tasks of the cgroup's `pids.max` (`TasksMax=`, a container's pid limit),
+/// less what the server's own threads need. At most `MAX_PROCESSES`, and never
 /// fewer than the running invocations need.
-fn process_cap(open_files: u64, running: usize) -> usize {
-    let room = usize::try_from(open_files / 4 / 4).unwrap_or(usize::MAX);
+fn process_cap(open_files: u64, tasks: Option<u64>, running: usize) -> usize {
+    let by_files = open_files / 4 / 4;
+    let by_tasks = tasks.map_or(u64::MAX, |t| t.saturating_sub(SERVER_TASKS) / TASKS_PER_WORKER);
+    let room = usize::try_from(by_files.min(by_tasks)).unwrap_or(usize::MAX);
     room.min(MAX_PROCESSES).max(running + 8)
 }
+
+/// A worker's threads (its main thread, the deadline clock, the runtimes'
+/// helpers: 4 measured for WASM), with room to spare.
+const TASKS_PER_WORKER: u64 = 6;
+/// The server's own threads (HTTP, the pool's runtime, blocking helpers).
+const SERVER_TASKS: u64 = 64;
 
 /// Worker processes kept at most, however many descriptors there are: each
 /// is also a process (and a network namespace) for the kernel to keep.
@@ -428,10 +443,13 @@ mod tests {
 
     #[test]
     fn workers_get_a_quarter_of_the_descriptors_and_never_fewer_than_they_run() {
-        assert_eq!(process_cap(65_536, 8), MAX_PROCESSES);
-        assert_eq!(process_cap(20_000, 8), 1250);
-        assert_eq!(process_cap(1024, 8), 64);
-        assert_eq!(process_cap(64, 8), 16);
+        assert_eq!(process_cap(65_536, None, 8), MAX_PROCESSES);
+        assert_eq!(process_cap(20_000, None, 8), 1250);
+        assert_eq!(process_cap(1024, None, 8), 64);
+        assert_eq!(process_cap(64, None, 8), 16);
+        // A container with a pid limit of 1,024 tasks: (1024 - 64) / 6.
+        assert_eq!(process_cap(65_536, Some(1024), 8), 160);
+        assert_eq!(process_cap(65_536, Some(10), 8), 16);
     }
 
     #[test]

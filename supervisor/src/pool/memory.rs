@@ -78,29 +78,12 @@ fn page_size() -> u64 {
 }
 
 /// A quarter of the memory this server may use: the machine's, or the lowest
-/// `memory.max` of its cgroup and the cgroups above it (`MemoryMax=` of a
+/// memory limit of its cgroup and the cgroups above it (`MemoryMax=` of a
 /// systemd unit or slice, a container's limit) if lower.
 pub fn default_budget() -> u64 {
     // sysinfo(2), not /proc/meminfo: the systemd unit's `ProcSubset=pid` hides it.
     let machine = nix::sys::sysinfo::sysinfo().map_or(4 << 30, |info| info.ram_total());
-    cgroup_limit().map_or(machine, |limit| limit.min(machine)) / DEFAULT_SHARE
-}
-
-/// The lowest cgroup v2 memory limit on this process's cgroup path, if any.
-fn cgroup_limit() -> Option<u64> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
-    let mut dir = std::path::PathBuf::from(format!("/sys/fs/cgroup{path}"));
-    let mut lowest: Option<u64> = None;
-    loop {
-        // "max" (no limit) does not parse; the root has no memory.max at all.
-        if let Some(limit) = std::fs::read_to_string(dir.join("memory.max")).ok().and_then(|m| m.trim().parse().ok()) {
-            lowest = Some(lowest.map_or(limit, |l: u64| l.min(limit)));
-        }
-        if dir == std::path::Path::new("/sys/fs/cgroup") || !dir.pop() {
-            return lowest;
-        }
-    }
+    crate::cgroup::memory_limit().map_or(machine, |limit| limit.min(machine)) / DEFAULT_SHARE
 }
 
 #[cfg(test)]

@@ -56,11 +56,12 @@ export async function workersView(view, { signal, onAuthError }) {
     const rows = workers.map((w) => h("tr", { dataset: { worker: w.id, pid: w.pid, function: w.function || "" } },
       h("th", { scope: "row" }, `#${w.id}`), cell(w.state), cell(w.language),
       cell(w.function ? `${w.function} v${w.version}` : "–"), cell(w.pid, true), cell(bytes(w.rssBytes), true),
+      cell(bytes(w.memoryBytes), true),
       cell(w.invocations, true), cell(duration(w.uptimeMs), true), cell(w.restarts, true),
       h("td", {},
         h("button", { type: "button", class: "small", onclick: () => restart(`worker #${w.id}`, `/admin/workers/${w.id}/restart`, false) }, "Restart"),
         h("button", { type: "button", class: "small danger", onclick: () => restart(`worker #${w.id}`, `/admin/workers/${w.id}/restart`, true) }, "Force"))));
-    clear(list, table(["Worker", "State", "Language", "Function", "pid", "RSS", "Invocations", "Uptime", "Restarts", "Restart"], rows, { numeric: [4, 5, 6, 7, 8] }));
+    clear(list, table(["Worker", "State", "Language", "Function", "pid", "RSS", "Private", "Invocations", "Uptime", "Restarts", "Restart"], rows, { numeric: [4, 5, 6, 7, 8, 9] }));
   }
 
   await refresh();

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import nginx  # bench/nginx.py, beside this file
+
 PROPAGATION_RUNS = 20
 
 
@@ -73,13 +75,7 @@ def start_nginx(procs, root, nodes, port, tmp):
     d = tmp / "nginx"
     d.mkdir()
     (d / "site.conf").write_text(site)
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    (d / "nginx.conf").write_text(
-        f"{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
-        f"events {{ worker_connections 4096; }}\nhttp {{ access_log off; client_body_temp_path {d}/body; "
-        f"proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; "
-        f"scgi_temp_path {d}/scgi; include {d}/site.conf; }}\n")
-    procs.start(["/usr/sbin/nginx", "-p", str(d), "-c", str(d / "nginx.conf")], port)
+    nginx.start(procs, d, port, f"include {d}/site.conf;")
     return f"http://127.0.0.1:{port}"
 
 

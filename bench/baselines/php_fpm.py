@@ -9,8 +9,12 @@ with OPcache as it ships. Both run as nobody when the bench runs as root."""
 import glob
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import nginx  # noqa: E402  (bench/nginx.py)
 
 PACKAGES = ("php-fpm", "nginx-light")
 
@@ -49,14 +53,7 @@ def start(procs, tmp, port, handler, workers=8):
         if fpm_proc.poll() is not None:
             raise RuntimeError(f"php-fpm exited: {(d / 'php-fpm.log').read_text(errors='replace')[-500:]}")
         time.sleep(0.05)
-    nginx_user = "user nobody nogroup;" if root else ""
-    (d / "nginx.conf").write_text(
-        f"{nginx_user}\ndaemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
-        f"events {{ worker_connections 4096; }}\n"
-        f"http {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n"
-        f"  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n"
-        f"      include /etc/nginx/fastcgi_params;\n      fastcgi_param SCRIPT_FILENAME {script};\n"
-        f"      fastcgi_pass unix:{d}/php-fpm.sock;\n    }}\n  }}\n}}\n")
-    procs.start(["/usr/sbin/nginx", "-p", str(d), "-c", str(d / "nginx.conf")], port)
+    nginx.start(procs, d, port, workers="auto", http=(
+        f"server {{ listen 127.0.0.1:{port}; location / {{ include /etc/nginx/fastcgi_params; "
+        f"fastcgi_param SCRIPT_FILENAME {script}; fastcgi_pass unix:{d}/php-fpm.sock; }} }}"))
     return f"http://127.0.0.1:{port}/"

@@ -138,8 +138,7 @@ impl Lifecycle {
     }
 
     fn missing_languages(&self) -> Vec<Language> {
-        let workers = self.pool.workers();
-        self.languages.iter().copied().filter(|l| !workers.iter().any(|w| w.language == l.as_str())).collect()
+        self.languages.iter().copied().filter(|l| !self.pool.has_worker_of(*l)).collect()
     }
 
     /// E.g. `serving 3 functions on 127.0.0.1:8080; 5 workers (1 busy); 2.4 invocations/s`.

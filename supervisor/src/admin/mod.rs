@@ -83,7 +83,12 @@ async fn nodes(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
 
 async fn workers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    Ok(HttpResponse::Ok().json(json!({ "workers": state.pool.workers() })))
+    // Each worker's RSS is a /proc read: on a blocking thread, not the HTTP one.
+    let pool = state.pool.clone();
+    let workers = web::block(move || pool.workers())
+        .await
+        .map_err(|e| ApiError::internal(format!("listing the workers failed: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({ "workers": workers })))
 }
 
 async fn functions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

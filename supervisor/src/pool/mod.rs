@@ -169,6 +169,11 @@ impl Pool {
         self.inner.config.warm_blank == 0 || self.inner.config.languages.iter().all(|l| st.has_worker_of(*l))
     }
 
+    /// Whether a worker of `language` is alive, in any state.
+    pub fn has_worker_of(&self, language: Language) -> bool {
+        self.inner.lock().has_worker_of(language)
+    }
+
     /// Waits until [`Pool::is_ready`], at most `limit`.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -181,7 +186,8 @@ impl Pool {
         true
     }
 
-    /// Every live worker, with its memory use.
+    /// Every live worker, with its memory use. Reads /proc once per worker (a
+    /// few thousand files with a big pool): call it off the async threads.
     pub fn workers(&self) -> Vec<WorkerView> {
         let mut views: Vec<WorkerView> = {
             let st = self.inner.lock();

@@ -86,13 +86,30 @@ fn functions_survive_a_restart() {
 #[test]
 fn unknown_functions_and_routes_are_json_404s() {
     let server = Server::start(&[]);
-    for path in ["/fn/nope", "/api/v1/handler/nope", "/api/v1/functions/nope", "/no/such/route"] {
+    // The original route takes exactly one segment, as its `{name}` pattern did.
+    let paths = [
+        "/fn/nope",
+        "/api/v1/handler/nope",
+        "/api/v1/handler",
+        "/api/v1/handler/",
+        "/api/v1/handler/a/b",
+        "/api/v1/handlers/a",
+        "/api/v1/functions/nope",
+        "/no/such/route",
+    ];
+    for path in paths {
         let r = server.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.json()["code"], "not_found", "{path}");
     }
     let r = server.get("/fn/Bad..Name");
     assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_name")));
+    let r = server.get("/api/v1/handler/Bad..Name");
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_name")));
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let r = server.call(method, "/api/v1/handler/nope", &[], b"");
+        assert_eq!((r.status, r.json()["code"].as_str()), (405, Some("method_not_allowed")), "{method}");
+    }
 }
 
 #[test]

@@ -24,6 +24,31 @@ use crate::sandbox::{self, SandboxConfig};
 /// The socket's read buffer: a typical request frame fits.
 const READ_BUFFER: usize = 16 << 10;
 
+/// The supervisor socket's reading half, which sleeps in `poll(POLLIN)` rather
+/// than in a blocking `recv`. A blocking reader waits on the socket's one wait
+/// queue, which the kernel also wakes, for writers, whenever the supervisor
+/// consumes an answer this worker sent (`unix_write_space`): the idle worker
+/// was woken for nothing after every invocation, two context switches more.
+/// `poll` registers for `POLLIN` alone, and the kernel skips it for that wakeup.
+struct WaitReadable(UnixStream);
+
+impl std::io::Read for WaitReadable {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        loop {
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Readable, hung up or in error: the read itself says which.
+        self.0.read(buf)
+    }
+}
+
 /// Serves the supervisor on `socket` until it says `Shutdown` or hangs up.
 ///
 /// The function half of the sandbox is applied on the first `Prepare` or `Init`,
@@ -32,7 +57,8 @@ const READ_BUFFER: usize = 16 << 10;
 pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> Result<()> {
     // Buffered: a frame's length prefix and body arrive together, and are then
     // taken in one read instead of two.
-    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, socket.try_clone().context("cloning the socket")?);
+    let socket_reader = WaitReadable(socket.try_clone().context("cloning the socket")?);
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, socket_reader);
     let mut writer = socket;
     write_frame(&mut writer, &FromWorker::Hello { pid: std::process::id(), protocol_version: PROTOCOL_VERSION })?;
 

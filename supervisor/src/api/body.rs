@@ -46,11 +46,16 @@ pub(super) fn timed_out(deadline: Duration) -> ApiError {
     )
 }
 
+const MULTIPART: &str = "multipart/form-data";
+
+/// Whether the body is a multipart form (the original project's upload); asked
+/// of every `POST` to its route, so without allocating.
 pub fn is_multipart(req: &HttpRequest) -> bool {
     req.headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+        .and_then(|v| v.trim_start().get(..MULTIPART.len()))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(MULTIPART))
 }
 
 pub(super) fn declared_length(req: &HttpRequest) -> Option<usize> {

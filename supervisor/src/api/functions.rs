@@ -22,7 +22,7 @@ use crate::store::{Deployed, FunctionName};
 pub async fn compat_post(
     state: web::Data<AppState>,
     req: HttpRequest,
-    name: web::Path<String>,
+    name: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if !is_multipart(&req) {

@@ -60,7 +60,7 @@ pub async fn invoke(
 pub async fn compat_invoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    name: web::Path<String>,
+    name: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     run(&state, &req, &name, "/".to_string(), payload, Caller::Public).await
@@ -122,11 +122,12 @@ async fn run(
         strip_set_cookie: state.config.strip_set_cookie,
     };
     let answer = answer(invocation.outcome, invocation.worker_pid, req.method(), policy);
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let request_id = req.extensions().get::<RequestId>().cloned();
+    let request_id = request_id.as_ref().map_or("", RequestId::as_str);
     let record = Record {
         name: &name,
         version: function.version,
-        request_id: &request_id,
+        request_id,
         worker_pid: invocation.worker_pid,
         elapsed: started.elapsed(),
         logs: invocation.logs.as_ref(),
@@ -292,7 +293,7 @@ fn respond(
     if policy.sandbox {
         out.append_header((actix_web::http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")));
     }
-    out.insert_header(("x-polyfaas-worker-pid", worker_pid.to_string()));
+    out.insert_header((HeaderName::from_static("x-polyfaas-worker-pid"), HeaderValue::from(worker_pid)));
     let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) || method == Method::HEAD;
     Ok(if bodiless { out.body(actix_web::body::None::new()) } else { out.body(response.body) })
 }

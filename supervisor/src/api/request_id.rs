@@ -10,9 +10,17 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
-/// The request's id, in the request's extensions.
+/// The request's id, in the request's extensions: the header value itself, so
+/// the extension, the response header and the log line share one allocation.
 #[derive(Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Sane (printable ASCII) by construction, so never the default.
+        self.0.to_str().unwrap_or_default()
+    }
+}
 
 const HEADER: &str = "x-request-id";
 
@@ -20,18 +28,10 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = req
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_sane(v))
-        .map(str::to_string)
-        .unwrap_or_else(generate);
+    let id = req.headers().get(HEADER).filter(|v| v.to_str().is_ok_and(is_sane)).cloned().unwrap_or_else(generate);
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static(HEADER), value);
-    }
+    res.headers_mut().insert(HeaderName::from_static(HEADER), id);
     Ok(res)
 }
 
@@ -41,7 +41,7 @@ fn is_sane(id: &str) -> bool {
 }
 
 /// Unique within a run (a counter) and across runs (a start-time prefix).
-fn generate() -> String {
+fn generate() -> HeaderValue {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| {
@@ -49,7 +49,9 @@ fn generate() -> String {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         nanos ^ std::process::id().rotate_left(16)
     });
-    format!("{prefix:08x}-{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let id = format!("{prefix:08x}-{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed));
+    // Hex digits and a dash: always a valid header value.
+    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -60,7 +62,7 @@ mod tests {
     fn ids_are_sane_and_unique() {
         let (a, b) = (generate(), generate());
         assert_ne!(a, b);
-        assert!(is_sane(&a));
+        assert!(is_sane(RequestId(a).as_str()));
         assert!(!is_sane("has space"));
         assert!(!is_sane(""));
         assert!(!is_sane(&"x".repeat(129)));

@@ -8,7 +8,8 @@
 //! them on request ([`restart`]), and runs the exchange on the request's own task.
 //!
 //! An invocation is granted a slot and, in order of preference, an idle worker of
-//! its function version, a blank worker (specialized with `Init`), a new process
+//! its function version (one whose socket is registered with the caller's own
+//! event loop first: no move), a blank worker (specialized with `Init`), a new process
 //! if the pool is below its process limit, or the place of a blank worker of
 //! another language, else of the least recently used idle worker. Idle workers
 //! are kept while their measured memory fits the budget ([`memory`] measures it
@@ -317,20 +318,31 @@ impl Pool {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
         let mut ticket: Option<QueueTicket> = None;
+        let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
         loop {
+            let mut wake_next = Vec::new();
             let grant = {
                 let mut st = self.inner.lock();
-                match st.checkout(function, ticket.as_ref().map(|t| t.id), Instant::now())? {
-                    Some(grant) => Some(grant),
+                match st.checkout(function, ticket.as_ref().map(|t| t.id), Instant::now(), here.as_ref())? {
+                    Some(grant) => {
+                        // The grant took the ticket's place in the queue; who
+                        // else may go now is decided under the same lock.
+                        if let Some(mut ticket) = ticket.take() {
+                            ticket.left = true;
+                            wake_next = st.to_wake();
+                        }
+                        Some(grant)
+                    }
                     None if ticket.is_none() => {
                         let wake = Arc::new(Notify::new());
                         let id = st.enqueue(function, wake.clone())?;
-                        ticket = Some(QueueTicket { inner: self.inner.clone(), id, wake });
+                        ticket = Some(QueueTicket { inner: self.inner.clone(), id, wake, left: false });
                         None
                     }
                     None => None,
                 }
             };
+            notify(wake_next);
             let Some(grant) = grant else {
                 // A wake between the lock and here is kept by the Notify's permit.
                 let wake = ticket.as_ref().map(|t| t.wake.clone()).unwrap_or_default();
@@ -339,8 +351,7 @@ impl Pool {
                 }
                 continue;
             };
-            // Out of the queue now; the slot is ours until it is dropped.
-            drop(ticket.take());
+            // The slot is ours until it is dropped.
             let slot = Slot { inner: self.inner.clone(), key: key.clone(), worker: None, released: false };
             let blank = match grant {
                 Checkout::Warm(worker) => return Ok((slot, worker)),
@@ -439,10 +450,16 @@ struct QueueTicket {
     inner: Arc<Inner>,
     id: WaiterId,
     wake: Arc<Notify>,
+    /// Taken out of the queue by a grant already (whose lock also decided who
+    /// goes next).
+    left: bool,
 }
 
 impl Drop for QueueTicket {
     fn drop(&mut self) {
+        if self.left {
+            return;
+        }
         let wake = {
             let mut st = self.inner.lock();
             st.dequeue(self.id);
@@ -460,7 +477,13 @@ fn notify(wakers: Vec<Arc<Notify>>) {
 }
 
 impl state::Handle for WorkerProcess {
+    type Home = tokio::runtime::Id;
+
     fn id(&self) -> state::WorkerId {
         self.id
+    }
+
+    fn home(&self) -> Option<tokio::runtime::Id> {
+        WorkerProcess::home(self)
     }
 }

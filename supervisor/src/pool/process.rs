@@ -2,9 +2,10 @@
 //!
 //! Two halves, so that the per-request path stays on the request's own thread:
 //! - the *exchange* (send one message, wait for the answer, at most a deadline) is
-//!   run by whoever holds the [`WorkerProcess`], on its own task. Between
-//!   exchanges the socket is registered with no runtime; each exchange registers
-//!   it with the caller's (two `epoll_ctl` calls, cheaper than waking a thread).
+//!   run by whoever holds the [`WorkerProcess`], on its own task. The socket stays
+//!   registered with the runtime of the last exchange (its *home*); an exchange
+//!   from another runtime moves it (two `epoll_ctl` calls, cheaper than waking a
+//!   thread), and the pool hands out workers already at the caller's home first.
 //! - the *watcher*, a task on the pool's runtime that owns the child process: it
 //!   notices the exit at once (busy or idle), kills on request, reaps, and calls
 //!   the pool's exit hook.
@@ -33,6 +34,7 @@ use polyfaas_protocol::{
     Prepare, Stats, ToWorker,
 };
 use tokio::process::{Child, Command};
+use tokio::runtime;
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, warn};
 
@@ -121,6 +123,17 @@ impl KillSwitch {
     }
 }
 
+/// A worker's socket and the runtime it is registered with.
+struct Socket {
+    conn: Connection,
+    home: runtime::Id,
+}
+
+/// The runtime this task runs on. Every exchange runs on one.
+fn current_runtime() -> Option<runtime::Id> {
+    runtime::Handle::try_current().ok().map(|h| h.id())
+}
+
 /// A started worker, as the pool holds it.
 pub struct WorkerProcess {
     pub id: u64,
@@ -130,9 +143,9 @@ pub struct WorkerProcess {
     /// before `socket` so that it drops first: the worker exits cleanly when its
     /// socket closes, and the watcher must already know that was a retirement.
     _retire: oneshot::Sender<()>,
-    /// The socket and its read buffer between exchanges; `None` once an exchange
+    /// The socket, registered with its home runtime; `None` once an exchange
     /// broke (the worker is then unusable and only waits to be dropped).
-    socket: Option<(std::os::unix::net::UnixStream, Vec<u8>)>,
+    socket: Option<Socket>,
     /// The largest answer to an `Invoke` this worker may send: set from the
     /// function's limits at `Init` (small before, when no answer has a body).
     answer_limit: usize,
@@ -155,8 +168,13 @@ impl WorkerProcess {
         let (mut child, mut conn) = spawn(worker_bin, launch).map_err(|e| WorkerError::Spawn(e.to_string()))?;
         conn.set_max_frame_len(MAX_SMALL_FRAME_LEN);
         let pid = child.id().unwrap_or(0);
+        let home = current_runtime();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
-            Ok(Ok(reported)) if reported == pid => conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string())),
+            Ok(Ok(reported)) if reported == pid => match (conn.settle(), home) {
+                (Ok(()), Some(home)) => Ok(Socket { conn, home }),
+                (Err(e), _) => Err(WorkerError::Protocol(e.to_string())),
+                (_, None) => Err(WorkerError::Spawn("no runtime to register the worker's socket with".into())),
+            },
             Ok(Ok(reported)) => Err(WorkerError::Protocol(format!("worker {pid} says it is {reported}"))),
             Ok(Err(e)) => Err(WorkerError::Spawn(format!("no Hello from worker {pid}: {e}"))),
             Err(_) => Err(WorkerError::Spawn(format!("worker {pid} did not say Hello in {HELLO_TIMEOUT:?}"))),
@@ -187,6 +205,11 @@ impl WorkerProcess {
             exited,
             measured: false,
         })
+    }
+
+    /// The runtime its socket is registered with (`None` once it broke).
+    pub fn home(&self) -> Option<runtime::Id> {
+        self.socket.as_ref().map(|s| s.home)
     }
 
     /// Runs one invocation; past `hard_deadline` the worker is killed.
@@ -256,8 +279,17 @@ impl WorkerProcess {
         if self.exited.borrow().is_some() {
             return Err(unsent(msg));
         }
-        let Some((socket, buf)) = self.socket.take() else { return Err(unsent(msg)) };
-        let Ok(mut conn) = Connection::from_parts(socket, buf, frame_limit) else { return Err(unsent(msg)) };
+        let Some(Socket { conn, home }) = self.socket.take() else { return Err(unsent(msg)) };
+        let Some(here) = current_runtime() else { return Err(unsent(msg)) };
+        let mut conn = if home == here {
+            conn
+        } else {
+            match conn.into_parts().and_then(|(socket, buf)| Ok(Connection::from_parts(socket, buf, frame_limit)?)) {
+                Ok(conn) => conn,
+                Err(_) => return Err(unsent(msg)),
+            }
+        };
+        conn.set_max_frame_len(frame_limit);
         // A failed write means the worker cannot have read a whole frame, so it has
         // not started the job.
         if conn.write_frame(&msg).await.is_err() {
@@ -274,7 +306,8 @@ impl WorkerProcess {
         };
         match answer {
             Ok(Some(answer)) => {
-                self.socket = Some(conn.into_parts().map_err(|e| WorkerError::Protocol(e.to_string()))?);
+                conn.settle().map_err(|e| WorkerError::Protocol(e.to_string()))?;
+                self.socket = Some(Socket { conn, home: here });
                 Ok(answer)
             }
             Ok(None)
@@ -326,7 +359,7 @@ fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Co
         tokio::spawn(forward_stderr(stderr, child.id().unwrap_or(0)));
     }
     ours.set_nonblocking(true)?;
-    Ok((child, Connection::new(tokio::net::UnixStream::from_std(ours)?)))
+    Ok((child, Connection::new(ours)?))
 }
 
 /// The watcher: waits for the process to end, or for a kill, or for the pool to

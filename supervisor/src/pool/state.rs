@@ -66,7 +66,11 @@ pub const SLOTS_PER_WORKER: usize = 1;
 
 /// What the state machine needs of a worker handle.
 pub trait Handle {
+    /// Where a worker waits for its answers (the event loop its socket is
+    /// registered with): handing it to a caller elsewhere costs a move.
+    type Home: PartialEq;
     fn id(&self) -> WorkerId;
+    fn home(&self) -> Option<Self::Home>;
 }
 
 struct Idle<W> {
@@ -141,7 +145,9 @@ impl<W: Handle> PoolState<W> {
     // ---- invocations -------------------------------------------------------
 
     /// Grants `function` a slot and a worker, or says to wait (`Ok(None)`).
-    /// `waiter`: the caller's place in the queue, if it has one.
+    /// `waiter`: the caller's place in the queue, if it has one; a grant takes
+    /// it out of the queue. `near`: the caller's home; an idle worker already
+    /// there goes before a more recently used one elsewhere.
     ///
     /// # Errors
     /// `ShuttingDown`, or `Unhealthy` while the function's `Init` keeps failing.
@@ -150,6 +156,7 @@ impl<W: Handle> PoolState<W> {
         function: &Arc<Deployed>,
         waiter: Option<WaiterId>,
         now: Instant,
+        near: Option<&W::Home>,
     ) -> Result<Option<Checkout<W>>, PoolError> {
         if self.shutting_down {
             return Err(PoolError::ShuttingDown);
@@ -170,7 +177,7 @@ impl<W: Handle> PoolState<W> {
             return Ok(None);
         }
         let language = function.language;
-        let grant = if let Some(worker) = self.pop_idle(&key) {
+        let grant = if let Some(worker) = self.pop_idle(&key, near) {
             self.set_state(worker.id(), WorkerState::Busy);
             Checkout::Warm(worker)
         } else if let Some(worker) = self.blank.get_mut(&language).and_then(Vec::pop) {
@@ -194,6 +201,9 @@ impl<W: Handle> PoolState<W> {
         };
         *self.held.entry(key).or_default() += 1;
         self.total_held += 1;
+        if let Some(id) = waiter {
+            self.waiters.remove(&id);
+        }
         Ok(Some(grant))
     }
 
@@ -252,8 +262,14 @@ impl<W: Handle> PoolState<W> {
     /// The waiters to wake now, best first: as many eligible ones as there are
     /// free slots (they re-run `checkout`; one that loses the race waits again).
     pub fn to_wake(&self) -> Vec<Arc<Notify>> {
-        let free = self.sizes.slots().saturating_sub(self.total_held);
-        self.ranked_eligible().into_iter().take(free.max(1)).map(|id| self.waiters[&id].wake.clone()).collect()
+        let wake = |id: WaiterId| self.waiters[&id].wake.clone();
+        match self.sizes.slots().saturating_sub(self.total_held) {
+            // Nobody is eligible without a free slot.
+            0 => Vec::new(),
+            // The common case, on every check-in: the best one, without sorting.
+            1 => self.eligible().min().map(|(_, id)| wake(id)).into_iter().collect(),
+            free => self.ranked_eligible().into_iter().take(free).map(wake).collect(),
+        }
     }
 
     /// Every waiter, to be woken at shutdown (each then sees `ShuttingDown`).
@@ -421,10 +437,13 @@ impl<W: Handle> PoolState<W> {
         Some(idle.worker)
     }
 
-    /// The most recently used idle worker of `key` (its caches are warmest).
-    fn pop_idle(&mut self, key: &FnKey) -> Option<W> {
-        let last = self.idle.get(key)?.len().checked_sub(1)?;
-        self.remove_idle(key, last)
+    /// The most recently used idle worker of `key` (its caches are warmest)
+    /// of those at home `near`, else of all.
+    fn pop_idle(&mut self, key: &FnKey, near: Option<&W::Home>) -> Option<W> {
+        let list = self.idle.get(key)?;
+        let at_home = near.and_then(|near| list.iter().rposition(|w| w.worker.home().as_ref() == Some(near)));
+        let index = at_home.or(list.len().checked_sub(1))?;
+        self.remove_idle(key, index)
     }
 
     /// Removes the idle worker that has waited longest, of any function.

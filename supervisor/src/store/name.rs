@@ -2,10 +2,12 @@
 //! the filesystem or the pool.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// A name matching `^[a-z0-9][a-z0-9_-]{0,62}$`.
+/// A name matching `^[a-z0-9][a-z0-9_-]{0,62}$`. Shared, not copied: the pool
+/// keys its maps by it and clones it on every invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FunctionName(String);
+pub struct FunctionName(Arc<str>);
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -19,7 +21,7 @@ impl FunctionName {
         let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if first_ok && rest_ok && s.len() <= 63 {
-            Ok(Self(s.to_string()))
+            Ok(Self(Arc::from(s)))
         } else {
             Err(InvalidName(s.chars().take(80).collect()))
         }

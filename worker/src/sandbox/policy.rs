@@ -124,6 +124,7 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_read, "all: bundle files, tokio's eventfd"),
     rule!(ALLOW, SYS_write, "all: tracing on stderr, tokio's eventfd"),
     rule!(ALLOW, SYS_recvfrom, "std UnixStream::read on the supervisor socket (recv)"),
+    rule!(ALLOW, SYS_ppoll, "serve.rs: waiting for the supervisor's next frame (glibc poll without SYS_poll)"),
     rule!(ALLOW, SYS_sendto, "std UnixStream::write on the supervisor socket (send with MSG_NOSIGNAL)"),
     rule!(ALLOW, SYS_readv, "std read_vectored, RustPython io"),
     rule!(ALLOW, SYS_writev, "std write_vectored (stderr), RustPython io"),
@@ -240,6 +241,7 @@ pub const X86_64_ONLY: &[Rule] = &[
     rule!(ALLOW, SYS_access, "glibc access (RustPython os.path checks)"),
     rule!(ALLOW, SYS_readlink, "glibc realpath (JS loader canonicalize)"),
     rule!(ALLOW, SYS_epoll_wait, "tokio/mio via glibc epoll_wait"),
+    rule!(ALLOW, SYS_poll, "serve.rs: waiting for the supervisor's next frame (glibc poll)"),
 ];
 #[cfg(not(target_arch = "x86_64"))]
 pub const X86_64_ONLY: &[Rule] = &[];

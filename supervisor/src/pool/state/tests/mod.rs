@@ -20,8 +20,15 @@ use crate::store::{Deployed, FunctionLimits, FunctionName, VersionRecord};
 pub(super) struct Fake(WorkerId);
 
 impl Handle for Fake {
+    /// Two homes: odd and even ids.
+    type Home = u64;
+
     fn id(&self) -> WorkerId {
         self.0
+    }
+
+    fn home(&self) -> Option<u64> {
+        Some(self.0 % 2)
     }
 }
 
@@ -95,7 +102,7 @@ impl Harness {
     /// worker, as the pool hands it to an invocation.
     fn run(&mut self, f: &Arc<Deployed>) -> Option<Fake> {
         let now = self.tick();
-        let worker = match self.st.checkout(f, None, now).unwrap()? {
+        let worker = match self.st.checkout(f, None, now, None).unwrap()? {
             Checkout::Warm(w) => return Some(w),
             Checkout::Blank(w) => w,
             Checkout::Spawn { victim } => {

@@ -16,13 +16,35 @@ fn prefers_warm_then_blank_then_a_new_process() {
     let f = function("f", 1, Language::Wasm, 8);
     h.warm(Language::Wasm);
     let now = h.tick();
-    let Some(Checkout::Blank(b)) = h.st.checkout(&f, None, now).unwrap() else { panic!("blank first") };
+    let Some(Checkout::Blank(b)) = h.st.checkout(&f, None, now, None).unwrap() else { panic!("blank first") };
     assert_eq!(h.state_of(b.0), Some(WorkerState::Initializing));
     h.st.specialized(b.0, &key(&f), Ok(()), now);
-    let Some(Checkout::Spawn { victim: None }) = h.st.checkout(&f, None, now).unwrap() else { panic!("then spawn") };
+    let Some(Checkout::Spawn { victim: None }) = h.st.checkout(&f, None, now, None).unwrap() else {
+        panic!("then spawn")
+    };
     assert_eq!(h.st.live(), 2, "a reserved start counts");
     h.done(&f, b);
-    let Some(Checkout::Warm(w)) = h.st.checkout(&f, None, now).unwrap() else { panic!("warm wins") };
+    let Some(Checkout::Warm(w)) = h.st.checkout(&f, None, now, None).unwrap() else { panic!("warm wins") };
+    assert_eq!(w.0, 1);
+    h.st.check_invariants().unwrap();
+}
+
+#[test]
+fn an_idle_worker_at_the_callers_home_goes_first_then_the_most_recent() {
+    let mut h = Harness::new(Sizes { warm_blank: 0, ..sizes(4) });
+    let f = function("f", 1, Language::Wasm, 8);
+    let workers: Vec<Fake> = std::iter::from_fn(|| h.run(&f)).take(3).collect();
+    assert_eq!(workers.iter().map(|w| w.0).collect::<Vec<_>>(), [1, 2, 3]);
+    for w in workers {
+        h.done(&f, w);
+    }
+    let now = h.tick();
+    // Homes are odd and even ids: 2 is the only one at home 0, though 3 is more recent.
+    let Some(Checkout::Warm(w)) = h.st.checkout(&f, None, now, Some(&0)).unwrap() else { panic!("warm") };
+    assert_eq!(w.0, 2);
+    let Some(Checkout::Warm(w)) = h.st.checkout(&f, None, now, Some(&0)).unwrap() else { panic!("warm") };
+    assert_eq!(w.0, 3, "none left at home 0: the most recently used");
+    let Some(Checkout::Warm(w)) = h.st.checkout(&f, None, now, None).unwrap() else { panic!("warm") };
     assert_eq!(w.0, 1);
     h.st.check_invariants().unwrap();
 }
@@ -39,14 +61,14 @@ fn a_full_pool_evicts_a_blank_of_another_language_then_the_least_recently_used()
     h.warm(Language::Python); // pool full: 2 idle + 1 blank python
     assert_eq!(h.st.live(), 3);
     let now = h.tick();
-    let Some(Checkout::Spawn { victim: Some(v) }) = h.st.checkout(&c, None, now).unwrap() else { panic!() };
+    let Some(Checkout::Spawn { victim: Some(v) }) = h.st.checkout(&c, None, now, None).unwrap() else { panic!() };
     assert_eq!(h.state_of(v.0), Some(WorkerState::Draining));
     assert_eq!(h.st.record(v.0).unwrap().language, Language::Python, "the blank goes first");
     h.st.exited(v.0);
     let wc = h.start(Language::Js, Some(c.clone()));
     h.st.specialized(wc.0, &key(&c), Ok(()), now);
     let d = function("d", 1, Language::Js, 8);
-    let Some(Checkout::Spawn { victim: Some(v) }) = h.st.checkout(&d, None, now).unwrap() else { panic!() };
+    let Some(Checkout::Spawn { victim: Some(v) }) = h.st.checkout(&d, None, now, None).unwrap() else { panic!() };
     assert_eq!(v.0, 1, "then the least recently used idle worker (a's)");
     h.st.check_invariants().unwrap();
 }
@@ -93,13 +115,13 @@ fn waiters_are_served_by_fewest_slots_held_then_by_arrival() {
     h.done(&hog, hog_workers.pop().unwrap());
     assert_eq!(h.st.ranked_eligible(), vec![third_wait], "the freed slot is the reserve: not for the hog");
     let now = h.tick();
-    assert!(h.st.checkout(&hog, Some(hog_wait), now).unwrap().is_none());
-    assert!(h.st.checkout(&third, None, now).unwrap().is_none(), "no barging past an eligible waiter");
+    assert!(h.st.checkout(&hog, Some(hog_wait), now, None).unwrap().is_none());
+    assert!(h.st.checkout(&third, None, now, None).unwrap().is_none(), "no barging past an eligible waiter");
     h.done(&other, o1);
     // 2 free now: the third (none held) ranks before the hog (2 held) though it came later.
     assert_eq!(h.st.ranked_eligible(), vec![third_wait, hog_wait]);
     assert_eq!(h.st.to_wake().len(), 2);
-    assert!(h.st.checkout(&third, Some(third_wait), now).unwrap().is_some());
+    assert!(h.st.checkout(&third, Some(third_wait), now, None).unwrap().is_some());
     h.st.dequeue(third_wait);
     h.st.check_invariants().unwrap();
 }
@@ -154,16 +176,16 @@ fn init_failures_make_a_function_unhealthy_until_its_backoff_ends() {
     let err = PoolError::InitFailed("boom".into());
     for _ in 0..3 {
         let now = h.tick();
-        let Some(Checkout::Spawn { .. }) = h.st.checkout(&f, None, now).unwrap() else { panic!() };
+        let Some(Checkout::Spawn { .. }) = h.st.checkout(&f, None, now, None).unwrap() else { panic!() };
         let w = h.start(f.language, Some(f.clone()));
         h.st.specialized(w.0, &key(&f), Err(&err), now);
         h.st.abandon(Some(w.0), &key(&f));
         h.st.exited(w.0);
     }
     let now = h.tick();
-    assert!(matches!(h.st.checkout(&f, None, now), Err(PoolError::Unhealthy { failures: 3, .. })));
+    assert!(matches!(h.st.checkout(&f, None, now, None), Err(PoolError::Unhealthy { failures: 3, .. })));
     let later = now + Duration::from_secs(2);
-    assert!(h.st.checkout(&f, None, later).unwrap().is_some(), "tried again after the backoff");
+    assert!(h.st.checkout(&f, None, later, None).unwrap().is_some(), "tried again after the backoff");
     h.st.serve_version(&f.name, Some(2));
     assert!(h.st.init_failures(&key(&f)).is_none(), "a new version starts clean");
 }
@@ -196,7 +218,7 @@ fn shutting_down_hands_out_nothing_and_returns_every_parked_worker() {
     let parked = h.st.shut_down();
     assert_eq!(parked.len(), 1);
     let now = h.tick();
-    assert!(matches!(h.st.checkout(&f, None, now), Err(PoolError::ShuttingDown)));
+    assert!(matches!(h.st.checkout(&f, None, now, None), Err(PoolError::ShuttingDown)));
     assert!(matches!(h.st.checkin(w, &key(&f), now, None), Checkin::Retire(_)));
     h.st.check_invariants().unwrap();
 }

@@ -13,11 +13,15 @@
     for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
     return out;
   }
-  // `req` is the request envelope, already an object: the host builds it
-  // natively (Boa's JSON.parse runs its full JavaScript parser).
-  function invoke(handler, req) {
-    const res = { ended: false, status: 200, headers: [], body: null };
-    const request = {
+  // The answer's envelope, for the host.
+  function finish(res, value) {
+    return stringify({
+      ended: res.ended, status: res.status, headers: res.headers, body: res.body,
+      value: value === undefined ? null : value, isString: typeof value === "string",
+    });
+  }
+  function requestOf(req) {
+    return {
       getParam(name) {
         if (name === "name") return req.function;
         const v = req.query[name];
@@ -32,6 +36,8 @@
       method() { return req.method; },
       path() { return req.path; },
     };
+  }
+  function responseOf(res) {
     const response = {
       setStatusCode(n) { res.status = Number(n); return response; },
       putHeader(k, v) { res.headers.push([String(k), String(v)]); return response; },
@@ -41,9 +47,18 @@
         return response;
       },
     };
+    return response;
+  }
+  // `req` is the request envelope, already an object: the host builds it
+  // natively (Boa's JSON.parse runs its full JavaScript parser). The request
+  // and response objects are made on first use: each of their methods is a
+  // closure, and a handler that answers with `ctx.json` never needs the second.
+  function invoke(handler, req) {
+    const res = { ended: false, status: 200, headers: [], body: null };
+    let request = null, response = null;
     const ctx = {
-      request() { return request; },
-      response() { return response; },
+      request() { return request === null ? (request = requestOf(req)) : request; },
+      response() { return response === null ? (response = responseOf(res)) : response; },
       body() { return req.body; },
       bodyBytes() { return bytesOf(req); },
       bodyAsJson() { try { return parse(req.body); } catch (e) { return null; } },
@@ -53,15 +68,11 @@
         res.ended = true;
       },
     };
-    const finish = (value) => stringify({
-      ended: res.ended, status: res.status, headers: res.headers, body: res.body,
-      value: value === undefined ? null : value, isString: typeof value === "string",
-    });
     const value = handler(ctx);
     if (value !== null && typeof value === "object" && typeof value.then === "function") {
-      return value.then(finish);
+      return value.then((settled) => finish(res, settled));
     }
-    return finish(value);
+    return finish(res, value);
   }
   return invoke;
 })()

@@ -115,6 +115,8 @@ fn a_single_nodes_functions_move_into_a_cluster_and_back_with_their_versions() {
     assert_eq!(tag_of(&a, "greet"), Some(4));
 
     // And out of the cluster: the shared store exports each upload byte for byte.
+    // A node exports what it has followed, so B first serves the deploy made on A.
+    assert!(wait_until(Duration::from_secs(20), || tag_of(&b, "greet") == Some(4)), "B never served v4");
     let from_cluster = work.path().join("cluster.zip");
     assert!(polyfaas(&b, &["export", from_cluster.to_str().expect("utf-8")]).0);
     let exported = manifest(&from_cluster);

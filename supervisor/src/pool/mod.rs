@@ -318,7 +318,7 @@ impl Pool {
         let key: FnKey = (function.name.clone(), function.version);
         let language = function.language;
         let mut ticket: Option<QueueTicket> = None;
-        let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        let here = process::current_runtime();
         loop {
             let mut wake_next = Vec::new();
             let grant = {

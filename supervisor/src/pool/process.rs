@@ -129,8 +129,8 @@ struct Socket {
     home: runtime::Id,
 }
 
-/// The runtime this task runs on. Every exchange runs on one.
-fn current_runtime() -> Option<runtime::Id> {
+/// The runtime this task runs on: a worker's home once it runs an exchange here.
+pub fn current_runtime() -> Option<runtime::Id> {
     runtime::Handle::try_current().ok().map(|h| h.id())
 }
 

@@ -20,6 +20,7 @@
 //! error before a byte of the body is buffered, and the buffer never grows past it.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -170,12 +171,30 @@ impl Connection {
 
     /// Writes one message as one frame.
     pub async fn write_frame<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
-        let bytes = frame::encode(msg)?;
+        self.write_bytes(&frame::encode(msg)?, None).await
+    }
+
+    /// Writes one message as one frame, with a duplicate of `fd` for the peer
+    /// (`SCM_RIGHTS`). It is attached to the first write that takes bytes of the
+    /// frame, so it arrives no later than the frame does (see
+    /// [`crate::blocking::SocketReader`], which keeps it until asked).
+    pub async fn write_frame_with_fd<T: Serialize>(&mut self, msg: &T, fd: BorrowedFd<'_>) -> Result<(), FrameError> {
+        self.write_bytes(&frame::encode(msg)?, Some(fd)).await
+    }
+
+    async fn write_bytes(&mut self, bytes: &[u8], mut fd: Option<BorrowedFd<'_>>) -> Result<(), FrameError> {
         let mut sent = 0;
         while sent < bytes.len() {
-            match self.socket.get_ref().write(&bytes[sent..]) {
+            let wrote = match fd {
+                Some(fd) => send_with_fd(self.socket.get_ref(), &bytes[sent..], fd),
+                None => self.socket.get_ref().write(&bytes[sent..]),
+            };
+            match wrote {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    sent += n;
+                    fd = None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) => return Err(e.into()),
@@ -217,6 +236,15 @@ fn register(socket: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixSt
     // descriptor. Nothing here reaches the stream mutably (only `get_ref`), so it
     // is never swapped for another.
     unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
+}
+
+/// One `sendmsg` of `bytes` (or their start) carrying a duplicate of `fd`.
+fn send_with_fd(socket: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let rights = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<UnixAddr>(socket.as_raw_fd(), &[io::IoSlice::new(bytes)], &rights, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(io::Error::from)
 }
 
 /// Accepts a `Hello` of this crate's protocol version.
@@ -320,6 +348,35 @@ mod tests {
         a.write_frame(&msg).await.expect("write");
         let got = reader.join().expect("thread").expect("read");
         assert!(matches!(got, Some(FromWorker::Response { id: 9, response, .. }) if response.body.len() == 4 << 20));
+    }
+
+    #[tokio::test]
+    async fn a_descriptor_travels_with_its_frame_and_waits_to_be_taken() {
+        use std::os::fd::AsFd;
+        let (mut a, theirs) = pair();
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("main.py"), "x = 1").expect("write");
+        let opened = std::fs::File::open(&dir).expect("open dir");
+        a.write_frame(&ToWorker::Shutdown).await.expect("write");
+        a.write_frame_with_fd(&ToWorker::Shutdown, opened.as_fd()).await.expect("write with fd");
+        drop(opened);
+        let mut reader = crate::blocking::SocketReader::new(theirs);
+        assert!(reader.take_fd().is_none(), "nothing before a frame is read");
+        assert_eq!(crate::blocking::read_frame::<ToWorker>(&mut reader).expect("read"), Some(ToWorker::Shutdown));
+        assert_eq!(crate::blocking::read_frame::<ToWorker>(&mut reader).expect("read"), Some(ToWorker::Shutdown));
+        let fd = reader.take_fd().expect("the descriptor arrived with its frame");
+        assert!(reader.take_fd().is_none(), "one descriptor, taken once");
+        let through = format!("/proc/self/fd/{}/main.py", fd.as_raw_fd());
+        assert_eq!(std::fs::read_to_string(through).expect("read through it"), "x = 1");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("polyfaas-protocol-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
     }
 
     #[tokio::test]

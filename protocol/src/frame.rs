@@ -133,7 +133,6 @@ mod tests {
                 function: "f".into(),
                 version: 3,
                 language: Language::Wasm,
-                bundle_dir: "/d".into(),
                 entrypoint: "m.wasm".into(),
                 limits: Limits { timeout_ms: 1, memory_mb: 2, max_output_bytes: 3 },
                 env: vec![("K".into(), "V".into())],
@@ -141,7 +140,6 @@ mod tests {
             }),
             ToWorker::Prepare(Prepare {
                 language: Language::Js,
-                bundle_dir: "/d".into(),
                 entrypoint: "h.js".into(),
                 env: vec![("K".into(), "V".into())],
             }),

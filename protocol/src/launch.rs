@@ -129,7 +129,6 @@ mod tests {
     fn a_launch_survives_its_command_line() {
         let mut sandbox = SandboxConfig::default();
         sandbox.layers.switch_off("netns").expect("known");
-        sandbox.read_paths = vec![PathBuf::from("/data/functions")];
         let launch = WorkerLaunch {
             fd: SOCKET_FD,
             language: Language::Ruby,
@@ -141,7 +140,6 @@ mod tests {
         assert_eq!((back.fd, back.language, back.parent_pid), (3, Language::Ruby, Some(42)));
         assert_eq!(back.ruby_module, launch.ruby_module);
         assert!(!back.sandbox.layers.netns && back.sandbox.layers.seccomp);
-        assert_eq!(back.sandbox.read_paths, vec![PathBuf::from("/data/functions")]);
     }
 
     #[test]

@@ -25,4 +25,4 @@ pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use message::*;
 
 /// Bumped on any change to [`message`] that an older peer could not decode.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

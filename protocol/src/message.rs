@@ -11,9 +11,11 @@ pub enum ToWorker {
     /// answered with `Prepared` or `PrepareError`. For WASM this compiles and runs
     /// no user code; for a script it is a dry run of the entrypoint's top level, so
     /// the answer is from a worker that ran user code and is trusted no further.
+    /// The bundle's directory travels with this frame (see [`Prepare`]).
     Prepare(Prepare),
     /// Specialize a blank worker to one function version; answered with
-    /// `InitOk` or `InitError`. Sent once in a worker's life.
+    /// `InitOk` or `InitError`. Sent once in a worker's life. The bundle's
+    /// directory travels with this frame (see [`Init`]).
     Init(Init),
     /// Run the function once; answered with `Response` or `Failure`.
     Invoke(Invoke),
@@ -83,11 +85,12 @@ impl Language {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The unpacked (not yet stored) bundle is not named here: its directory is
+/// passed with the frame as a descriptor (`SCM_RIGHTS`, opened `O_PATH`), the
+/// worker's only way to it. A worker holds no path into the store.
 pub struct Prepare {
     pub language: Language,
-    /// Absolute path of the unpacked (not yet stored) bundle.
-    pub bundle_dir: String,
-    /// Path of the entrypoint, relative to `bundle_dir`.
+    /// Path of the entrypoint, relative to the bundle's directory.
     pub entrypoint: String,
     /// The function's own environment (`metadata.json` `env`), the same as `Init`
     /// gets: a script's dry run sees what its invocations will.
@@ -105,13 +108,14 @@ pub struct Artifact {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The stored bundle is not named here: its directory is passed with the frame
+/// as a descriptor (`SCM_RIGHTS`, opened `O_PATH`), the worker's only way to it,
+/// read-only. A worker holds no path into the store.
 pub struct Init {
     pub function: String,
     pub version: u64,
     pub language: Language,
-    /// Absolute path of the stored bundle; read-only for the worker.
-    pub bundle_dir: String,
-    /// Path of the entrypoint, relative to `bundle_dir`.
+    /// Path of the entrypoint, relative to the bundle's directory.
     pub entrypoint: String,
     pub limits: Limits,
     /// The function's own environment (`metadata.json` `env`), and nothing else.

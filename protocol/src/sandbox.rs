@@ -1,8 +1,9 @@
 //! What the worker's sandbox does, as the supervisor asks for it: one switch per
-//! layer, the limits, who to become, and what the worker may read before it has a
-//! function. The supervisor builds a [`SandboxConfig`]; it crosses the exec as one
-//! JSON object (`--sandbox`, kebab-case keys, see [`crate::launch`]); the worker
-//! parses it strictly. Any key may be left out, and an unknown key is an error.
+//! layer, the limits, and who to become. No path: what a worker may read is the
+//! one bundle directory that `Prepare` or `Init` hands it as a descriptor. The
+//! supervisor builds a [`SandboxConfig`]; it crosses the exec as one JSON object
+//! (`--sandbox`, kebab-case keys, see [`crate::launch`]); the worker parses it
+//! strictly. Any key may be left out, and an unknown key is an error.
 //! The limits every side shares are constants here, written once.
 
 /// The largest `memoryMb` a function may have: all of wasm32's address space.
@@ -10,8 +11,6 @@ pub const MAX_FUNCTION_MEMORY_MB: u64 = 4096;
 /// Memory a worker needs beyond its function's `memoryMb`: the runtime itself,
 /// thread stacks, compiled code while it is written, message buffers.
 pub const RUNTIME_OVERHEAD_MB: u64 = 256;
-
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,13 +28,6 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Who user code runs as when the worker starts as root. Ignored otherwise.
     pub run_as: RunAs,
-    /// What the worker may read before it has a function: the store's `functions/`
-    /// and `staging/` directories (absolute and canonical, as the bundle paths of
-    /// `Prepare` and `Init` are). Read-only. Nothing else on the filesystem, and no
-    /// write anywhere. Empty means no file at all. The worker opens them while still
-    /// privileged and reaches them by descriptor from then on, so the directories
-    /// above them need not be searchable by the uid it drops to.
-    pub read_paths: Vec<PathBuf>,
 }
 
 impl SandboxConfig {

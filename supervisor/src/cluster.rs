@@ -215,12 +215,7 @@ impl Follower {
             let prepared = self
                 .state
                 .pool
-                .prepare(
-                    staged.language,
-                    staged.dir.to_string_lossy().into_owned(),
-                    staged.entrypoint.clone(),
-                    Vec::new(),
-                )
+                .prepare(staged.language, &staged.dir, staged.entrypoint.clone(), Vec::new())
                 .await
                 .map_err(|e| SyncError::Failed(format!("compiling version {}: {e}", record.version)));
             match prepared.and_then(|a| vet_artifacts(&staged, a).map_err(failed)) {

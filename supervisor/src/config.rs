@@ -243,7 +243,8 @@ impl Settings {
 
     fn resolve(self) -> Result<Config> {
         let worker_bin = match self.worker_bin {
-            Some(p) => p,
+            // Absolute: workers start in `/`.
+            Some(p) => std::path::absolute(&p).with_context(|| format!("resolving --worker-bin {}", p.display()))?,
             None => std::env::current_exe().context("locating the polyfaas binary")?.with_file_name("polyfaas-worker"),
         };
         // Last: systemd's `LoadCredential=admin-token:...`, when run with one.

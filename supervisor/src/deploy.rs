@@ -151,12 +151,7 @@ impl Deployer<'_> {
         if !self.pool.supports(staged.language) {
             return Err(DeployError::Unsupported(staged.language.as_str()));
         }
-        let prepared = self.pool.prepare(
-            staged.language,
-            staged.dir.to_string_lossy().into_owned(),
-            staged.entrypoint.clone(),
-            staged.env.clone(),
-        );
+        let prepared = self.pool.prepare(staged.language, &staged.dir, staged.entrypoint.clone(), staged.env.clone());
         let prepared = match self.dry_run_deadline(staged).await {
             // Dropping the preparation kills its worker (the pool spawns them kill-on-drop).
             Some(deadline) => tokio::time::timeout(deadline, prepared).await.map_err(|_| {

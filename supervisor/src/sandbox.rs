@@ -1,10 +1,8 @@
 //! What the supervisor tells workers about their sandbox (a typed
-//! `SandboxConfig`, which crosses the exec as `--sandbox`), and what it prepares
-//! for it: the worker's uid/gid resolved from names, and store directories the
-//! unprivileged worker can search. The sandbox itself is the worker's own
-//! (`worker/src/sandbox`); nothing here confines anything.
-
-use std::os::unix::fs::PermissionsExt;
+//! `SandboxConfig`, which crosses the exec as `--sandbox`), with the worker's
+//! uid/gid resolved from names. No path: a worker reaches its bundle only through
+//! the descriptor `Prepare` or `Init` hands it. The sandbox itself is the worker's
+//! own (`worker/src/sandbox`); nothing here confines anything.
 
 use anyhow::{Context, Result, bail};
 use polyfaas_protocol::sandbox::{RUNTIME_OVERHEAD_MB, SandboxConfig};
@@ -30,31 +28,7 @@ pub fn worker_sandbox(config: &Config) -> Result<SandboxConfig> {
     // Until a function is known, the largest memory a function may have, plus the
     // runtime's own; Init lowers it to the function's memoryMb.
     sandbox.limits.memory_mb = Some(config.max_memory_mb + RUNTIME_OVERHEAD_MB);
-    // What a blank worker may read: bundles being prepared or stored. The data dir
-    // is canonical (`server::run`), as the bundle paths workers are sent are.
-    sandbox.read_paths = vec![config.data_dir.join("functions"), config.data_dir.join("staging")];
     Ok(sandbox)
-}
-
-/// When the server runs as root and workers drop to another uid, that uid must be
-/// able to search the store's `functions/` and `staging/` (bundles beneath them
-/// are sealed readable by `seal_tree`). The directories above them need nothing:
-/// a worker opens these two while still root and reaches them by descriptor from
-/// then on, so a data dir inside a 0700 home works, and nothing else of the data
-/// dir (the upload spool, other files) is open to the worker's uid.
-pub fn prepare_data_dir(config: &Config) -> Result<()> {
-    if !is_root() || config.sandbox_disable.iter().any(|l| l == "drop-privileges") {
-        return Ok(());
-    }
-    for dir in ["functions", "staging"] {
-        let dir = config.data_dir.join(dir);
-        let mode = std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?.permissions().mode();
-        if mode & 0o011 != 0o011 {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o711))
-                .with_context(|| format!("making {} searchable for the worker user", dir.display()))?;
-        }
-    }
-    Ok(())
 }
 
 fn is_root() -> bool {

@@ -53,9 +53,8 @@ pub struct AppState {
 
 pub async fn run(mut config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
-    // Absolute and canonical from here on, so every bundle path the store hands out
-    // is too: a worker matches them against the store directories it opened
-    // (`SandboxConfig::read_paths`) and can resolve nothing itself.
+    // Absolute and canonical from here on, so every path the store hands out (and
+    // logs) is too, whatever the working directory.
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     config.data_dir = config
@@ -78,7 +77,6 @@ pub async fn run(mut config: Config) -> Result<()> {
     let (store, shared) = open_store(&config).await?;
     let spool_dir = crate::api::upload::reset_spool(&config.data_dir)
         .with_context(|| format!("preparing the upload spool in {}", config.data_dir.display()))?;
-    crate::sandbox::prepare_data_dir(&config)?;
     let sandbox = crate::sandbox::worker_sandbox(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let (languages, ruby_module) = runtimes(&config).await;

@@ -127,11 +127,16 @@ fn hostile_handlers_cannot_hurt_the_server_the_machine_or_each_other() {
         refused(&server, &name, lang, json!({"action": "readFile", "path": "/etc/passwd"}));
         refused(&server, &name, lang, json!({"action": "readFile", "path": victim_bundle}));
         refused(&server, &name, lang, json!({"action": "readFile", "path": victim_index}));
-        // ...also through the descriptors a worker holds on the store (it reaches its
-        // bundle as /proc/self/fd/N/...): Landlock allows only the worker's own bundle.
+        // ...also by climbing out of its own bundle: from its working directory
+        // (the bundle), and through the descriptor it was handed the bundle as
+        // (it reaches its bundle as /proc/self/fd/N/...). Landlock's rule is on
+        // that descriptor, and `..` leads out of what it covers.
+        refused(&server, &name, lang, json!({"action": "readFile", "path": "../../victim/1/metadata.json"}));
         for fd in 3..12 {
-            let through_fd = format!("/proc/self/fd/{fd}/victim/1/metadata.json");
-            refused(&server, &name, lang, json!({"action": "readFile", "path": through_fd}));
+            for rest in ["../../victim/1/metadata.json", "../../victim/index.json", "victim/1/metadata.json"] {
+                let through_fd = format!("/proc/self/fd/{fd}/{rest}");
+                refused(&server, &name, lang, json!({"action": "readFile", "path": through_fd}));
+            }
         }
 
         // 5. Writing anywhere.

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -307,11 +308,12 @@ fn the_systemd_unit_verifies() {
 }
 
 /// As root, workers run as `nobody`, and the data dir may lie where `nobody`
-/// cannot search: here inside a 0700 directory, as a clone in `/root` is. Workers
-/// open the store's directories before they drop privileges and reach them by
-/// descriptor, so every runtime loads its bundle (and what the bundle imports:
-/// a sibling module, a `vendor/` package, a required file), while the directory
-/// above stays closed to the worker's uid.
+/// cannot search: here inside a 0700 directory, as a clone in `/root` is, and
+/// with the store's own directories closed too. A worker is handed its bundle's
+/// directory as a descriptor, so every runtime loads its bundle (and what the
+/// bundle imports: a sibling module, a `vendor/` package, a required file), while
+/// every directory above stays closed to the worker's uid. No worker holds a
+/// path or a descriptor into the store beyond its own bundle.
 #[test]
 fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -320,8 +322,15 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
         return;
     }
     let closed = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(closed.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod 0700");
-    let server = Server::start_in(&closed.path().join("data"), &[], &[]);
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod")
+    };
+    chmod(closed.path(), 0o700);
+    let data = closed.path().join("data");
+    let server = Server::start_in(&data, &[], &[]);
+    for dir in ["", "functions", "staging"] {
+        chmod(&data.join(dir), 0o700);
+    }
     let vendored = common::zip(&[
         ("metadata.json", br#"{"language":"python","entrypointFile":"main.py"}"#),
         (
@@ -337,8 +346,8 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
         ("wasm", wasm_bundle("hello-wasm", None), "\"hello\""),
         ("vendored", vendored, "HI"),
     ];
-    for (name, zip, expect) in bundles {
-        let r = server.deploy(name, &zip);
+    for (name, zip, expect) in &bundles {
+        let r = server.deploy(name, zip);
         assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
         let r = server.call("POST", &format!("/fn/{name}?name=x"), &[("content-type", "application/json")], b"{}");
         assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
@@ -348,6 +357,35 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     let answer = r.json();
     assert_ne!(answer["uid"], 0, "the handler runs as root: {answer}");
     assert_eq!(answer["here"], json!(["main.py", "metadata.json", "vendor"]), "{answer}");
+
+    // What each worker holds: of the store, its own bundle (and the precompiled
+    // module in it) and the runtime cache's Ruby module, and no path at all.
+    let store = data.canonicalize().expect("canonical data dir");
+    for (name, _, _) in &bundles {
+        let pid =
+            server.call("POST", &format!("/fn/{name}"), &[("content-type", "application/json")], b"{}").worker_pid();
+        let own = store.join("functions").join(name);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(&*store.join("functions").to_string_lossy()),
+            "{name}: the worker's command line names the store"
+        );
+        let mut holds_its_bundle = false;
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("worker fds").flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            holds_its_bundle |= target == own.join("1");
+            if target.starts_with(&store) {
+                assert!(
+                    target.starts_with(&own) || target.starts_with(store.join("runtimes")),
+                    "{name}: worker {pid} holds {} ({})",
+                    target.display(),
+                    fd.path().display()
+                );
+            }
+            assert_ne!(target, PathBuf::from(env!("CARGO_MANIFEST_DIR")), "{name}: the server's working directory");
+        }
+        assert!(holds_its_bundle, "{name}: worker {pid} holds no descriptor of its bundle {}/1", own.display());
+    }
     let closed_mode = std::fs::metadata(closed.path()).expect("stat").permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&closed_mode) & 0o777,

@@ -37,7 +37,8 @@ fn main() -> Result<()> {
         LaunchMode::Serve(launch) => launch,
     };
     let WorkerLaunch { fd, language, ruby_module, parent_pid, sandbox: sandbox_config } = *launch;
-    // Opened before the sandbox: after it, the worker may read only the store.
+    // Opened before the sandbox, while still privileged: the runtime cache may lie
+    // where the uid the worker drops to cannot go.
     let ruby_module = ruby_module
         .map(|path| std::fs::File::open(&path).with_context(|| format!("opening {}", path.display())))
         .transpose()?;

@@ -6,48 +6,24 @@
 //! (a bug that user code reached) is answered as an error, after which the worker
 //! exits rather than run more code on a runtime in an unknown state.
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use polyfaas_protocol::blocking::{read_frame, write_frame};
+use polyfaas_protocol::blocking::{SocketReader, read_frame, write_frame};
 use polyfaas_protocol::{
     FailureKind, FromWorker, HttpResponse, Logs, MAX_HEADERS_LEN, MAX_MESSAGE_LEN, PROTOCOL_VERSION, ToWorker,
 };
 use tracing::{error, info, warn};
 
 use crate::runtimes::{Blank, Runtime};
-use crate::sandbox::{self, SandboxConfig};
+use crate::sandbox::{self, Done, SandboxConfig};
 
 /// The socket's read buffer: a typical request frame fits.
 const READ_BUFFER: usize = 16 << 10;
-
-/// The supervisor socket's reading half, which sleeps in `poll(POLLIN)` rather
-/// than in a blocking `recv`. A blocking reader waits on the socket's one wait
-/// queue, which the kernel also wakes, for writers, whenever the supervisor
-/// consumes an answer this worker sent (`unix_write_space`): the idle worker
-/// was woken for nothing after every invocation, two context switches more.
-/// `poll` registers for `POLLIN` alone, and the kernel skips it for that wakeup.
-struct WaitReadable(UnixStream);
-
-impl std::io::Read for WaitReadable {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        use std::os::fd::AsFd;
-        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
-        loop {
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // Readable, hung up or in error: the read itself says which.
-        self.0.read(buf)
-    }
-}
 
 /// Serves the supervisor on `socket` until it says `Shutdown` or hangs up.
 ///
@@ -57,7 +33,7 @@ impl std::io::Read for WaitReadable {
 pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> Result<()> {
     // Buffered: a frame's length prefix and body arrive together, and are then
     // taken in one read instead of two.
-    let socket_reader = WaitReadable(socket.try_clone().context("cloning the socket")?);
+    let socket_reader = SocketReader::new(socket.try_clone().context("cloning the socket")?);
     let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, socket_reader);
     let mut writer = socket;
     write_frame(&mut writer, &FromWorker::Hello { pid: std::process::id(), protocol_version: PROTOCOL_VERSION })?;
@@ -65,25 +41,29 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
     // Consumed by `Init`: a worker serves one function version for its whole life.
     let mut blank = Some(blank);
     let mut runtime: Option<Box<dyn Runtime>> = None;
+    // The directory of the one bundle this worker serves, which came with the
+    // first `Prepare` or `Init`. Held open for the process's life: the runtime
+    // reaches the bundle through it.
+    let mut bundle: Option<OwnedFd> = None;
     // Known from `Init`; until then no answer carries a body or logs.
     let mut max_output: u64 = 0;
     // Set when a runtime panicked: answer, then exit.
     let mut poisoned = false;
     while let Some(msg) = read_frame::<ToWorker>(&mut reader)? {
         let reply = match msg {
-            ToWorker::Prepare(mut prepare) => {
-                prepare.bundle_dir = reached(&prepare.bundle_dir);
-                let prepared = confine(sandbox_config, &prepare.bundle_dir, None).and_then(|()| match blank.as_mut() {
-                    Some(b) => guarded(&mut poisoned, || b.prepare(&prepare)).and_then(|r| r),
+            ToWorker::Prepare(prepare) => {
+                let prepared = match blank.as_mut() {
+                    Some(b) => take_bundle(&mut reader, &mut bundle)
+                        .and_then(|dir| confine(sandbox_config, dir, None, b))
+                        .and_then(|path| guarded(&mut poisoned, || b.prepare(&prepare, &path)).and_then(|r| r)),
                     None => Err("worker is already specialized".into()),
-                });
+                };
                 match prepared {
                     Ok(artifacts) => FromWorker::Prepared { artifacts },
                     Err(message) => FromWorker::PrepareError { message },
                 }
             }
-            ToWorker::Init(mut init) => {
-                init.bundle_dir = reached(&init.bundle_dir);
+            ToWorker::Init(init) => {
                 let Some(fresh) = blank.take() else {
                     write_frame(
                         &mut writer,
@@ -92,12 +72,17 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
                     continue;
                 };
                 info!(function = %init.function, version = init.version, "specializing");
-                if let Err(message) = confine(sandbox_config, &init.bundle_dir, Some(init.limits.memory_mb)) {
-                    write_frame(&mut writer, &FromWorker::InitError { message })?;
-                    break;
-                }
+                let confined = take_bundle(&mut reader, &mut bundle)
+                    .and_then(|dir| confine(sandbox_config, dir, Some(init.limits.memory_mb), &fresh));
+                let path = match confined {
+                    Ok(path) => path,
+                    Err(message) => {
+                        write_frame(&mut writer, &FromWorker::InitError { message })?;
+                        break;
+                    }
+                };
                 max_output = init.limits.max_output_bytes;
-                match guarded(&mut poisoned, || fresh.init(&init)).and_then(|r| r) {
+                match guarded(&mut poisoned, || fresh.init(&init, &path)).and_then(|r| r) {
                     Ok(rt) => {
                         runtime = Some(rt);
                         FromWorker::InitOk
@@ -143,6 +128,22 @@ pub fn run(socket: UnixStream, blank: Blank, sandbox_config: &SandboxConfig) -> 
         }
     }
     Ok(())
+}
+
+/// The bundle directory that came with this `Prepare` or `Init`, kept in
+/// `bundle` for the rest of the process. From here on the reader takes no more
+/// descriptors: one bundle per worker.
+fn take_bundle<'a>(
+    reader: &mut std::io::BufReader<SocketReader>,
+    bundle: &'a mut Option<OwnedFd>,
+) -> Result<&'a OwnedFd, String> {
+    let dir = reader.get_mut().take_fd();
+    reader.get_mut().refuse_fds();
+    match (dir, bundle.is_some()) {
+        (Some(dir), false) => Ok(bundle.insert(dir)),
+        (_, true) => Err("the worker already has a bundle".into()),
+        (None, false) => Err("the supervisor sent no bundle directory with the message".into()),
+    }
 }
 
 /// Runs a runtime call, turning a panic into an error message for the answer and
@@ -215,26 +216,24 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// The bundle directory the supervisor named, as this worker reaches it: through
-/// the store's descriptor ([`sandbox::reach`]), since the directories above the
-/// store may be closed to the worker's uid. Runtimes see this path, never the other.
-fn reached(bundle_dir: &str) -> String {
-    sandbox::reach(Path::new(bundle_dir)).to_string_lossy().into_owned()
-}
-
-/// Applies the function half of the sandbox for `bundle_dir`, then makes the
-/// bundle the working directory: runtimes open the bundle's files by paths
-/// relative to `.` (a handler's `open("data.txt")` finds its own file), never
-/// through the absolute path.
-fn confine(config: &SandboxConfig, bundle_dir: &str, memory_mb: Option<u64>) -> Result<(), String> {
+/// Applies the function half of the sandbox for the bundle `dir`, after making
+/// it the working directory: runtimes open the bundle's files by paths relative
+/// to `.` (a handler's `open("data.txt")` finds its own file). Returns the
+/// bundle's absolute path as this worker reaches it, through its descriptor
+/// (`/proc/self/fd/N`), for runtimes that want one (Python's `sys.path`).
+fn confine(config: &SandboxConfig, dir: &OwnedFd, memory_mb: Option<u64>, blank: &Blank) -> Result<PathBuf, String> {
     // Entered before the sandbox: its seccomp policy refuses chdir, and the
     // working directory grants nothing Landlock does not allow anyway.
-    std::env::set_current_dir(bundle_dir)
-        .map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
-    match sandbox::apply_for_function(config, Path::new(bundle_dir), memory_mb) {
+    nix::unistd::fchdir(dir).map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
+    let start_threads = || match blank.start_threads() {
+        Ok(true) => Ok(Done::Applied("started after the function layer".into())),
+        Ok(false) => Ok(Done::NotApplicable("this runtime starts none of its own")),
+        Err(e) => Err(e.to_string()),
+    };
+    match sandbox::apply_for_function(config, dir.as_fd(), memory_mb, start_threads) {
         Ok(report) => {
             info!("sandbox: {report}");
-            Ok(())
+            Ok(PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())))
         }
         Err(e) => {
             error!("sandbox: {e}; refusing to run the function");

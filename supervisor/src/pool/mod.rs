@@ -27,7 +27,7 @@ mod spawn;
 pub mod state;
 pub mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -277,18 +277,19 @@ impl Pool {
     pub async fn prepare(
         &self,
         language: Language,
-        bundle_dir: String,
+        bundle_dir: &Path,
         entrypoint: String,
         env: Vec<(String, String)>,
     ) -> Result<Vec<Artifact>, PrepareError> {
         let mut worker = self.inner.clone().start_worker(language, false, None).await?;
-        match worker.prepare(Prepare { language, bundle_dir, entrypoint, env }, PREPARE_TIMEOUT).await {
+        match worker.prepare(Prepare { language, entrypoint, env }, bundle_dir, PREPARE_TIMEOUT).await {
             Ok(Ok(artifacts)) => Ok(artifacts),
             Ok(Err(message)) => Err(PrepareError::Rejected(message)),
             Err(WorkerError::HardTimeout) => {
                 Err(PrepareError::Rejected(format!("preparing the bundle took longer than {PREPARE_TIMEOUT:?}")))
             }
             Err(WorkerError::GoneBeforeJob(_)) => Err(PoolError::NotReady("the preparing worker died".into()).into()),
+            Err(e @ WorkerError::BundleDir(_)) => Err(PoolError::NotReady(e.to_string()).into()),
             Err(e) => Err(PrepareError::Rejected(format!("the bundle crashed the worker preparing it: {e}"))),
         }
     }

@@ -15,13 +15,18 @@
 //! exchange abandoned mid-way (its request was cancelled) therefore retires the
 //! worker: its state is unknown.
 //!
+//! A worker is given no path into the store: the bundle it prepares or serves is
+//! sent with `Prepare` or `Init` as a descriptor of its directory ([`open_bundle`]),
+//! and the worker reads the bundle through it and through nothing else.
+//!
 //! A worker runs user code, and user code can write to the worker's socket and
 //! stderr directly. So every frame is read against the bound of what a legitimate
 //! answer to that exchange can hold (`frame_limit`), and stderr reaches the
 //! server's log only as escaped, length- and rate-capped lines labelled with the
 //! worker's pid ([`forward_stderr`]).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,6 +77,9 @@ pub enum WorkerError {
     Protocol(String),
     #[error("cannot start a worker: {0}")]
     Spawn(String),
+    /// Nothing was sent: the store's directory could not be opened.
+    #[error("cannot open the bundle directory {0}")]
+    BundleDir(String),
 }
 
 /// Why a worker's process ended; passed to the pool's exit hook.
@@ -215,7 +223,7 @@ impl WorkerProcess {
     /// Runs one invocation; past `hard_deadline` the worker is killed.
     pub async fn invoke(&mut self, invoke: Invoke, hard_deadline: Duration) -> Result<InvokeOutcome, WorkerError> {
         let id = invoke.id;
-        match self.exchange(ToWorker::Invoke(invoke), hard_deadline, self.answer_limit).await? {
+        match self.exchange(ToWorker::Invoke(invoke), None, hard_deadline, self.answer_limit).await? {
             FromWorker::Response { id: rid, response, logs, stats } if rid == id => {
                 Ok(InvokeOutcome::Response { response, logs, stats })
             }
@@ -226,10 +234,17 @@ impl WorkerProcess {
         }
     }
 
-    /// Specializes a blank worker. `Ok(Err(message))`: the function failed to load.
-    pub async fn init(&mut self, init: Init, limit: Duration) -> Result<Result<(), String>, WorkerError> {
+    /// Specializes a blank worker to the bundle in `bundle_dir`, which it is sent
+    /// as a descriptor. `Ok(Err(message))`: the function failed to load.
+    pub async fn init(
+        &mut self,
+        init: Init,
+        bundle_dir: &Path,
+        limit: Duration,
+    ) -> Result<Result<(), String>, WorkerError> {
         let answer_limit = init.limits.max_answer_frame_len();
-        match self.exchange(ToWorker::Init(init), limit, MAX_SMALL_FRAME_LEN).await? {
+        let bundle = open_bundle(bundle_dir)?;
+        match self.exchange(ToWorker::Init(init), Some(bundle.as_fd()), limit, MAX_SMALL_FRAME_LEN).await? {
             FromWorker::InitOk => {
                 self.answer_limit = answer_limit;
                 Ok(Ok(()))
@@ -239,17 +254,20 @@ impl WorkerProcess {
         }
     }
 
-    /// Compiles and checks a bundle. `Ok(Err(message))`: the bundle is rejected.
+    /// Compiles and checks the bundle in `bundle_dir`, which the worker is sent as
+    /// a descriptor. `Ok(Err(message))`: the bundle is rejected.
     pub async fn prepare(
         &mut self,
         prepare: Prepare,
+        bundle_dir: &Path,
         limit: Duration,
     ) -> Result<Result<Vec<Artifact>, String>, WorkerError> {
         // Compiled modules are large, and compiling runs no guest code (nor could a
         // guest reach the socket). A script's prepare runs its top level and has
         // nothing to send back but a message.
         let frame_limit = if prepare.language == Language::Wasm { MAX_FRAME_LEN } else { MAX_SMALL_FRAME_LEN };
-        match self.exchange(ToWorker::Prepare(prepare), limit, frame_limit).await? {
+        let bundle = open_bundle(bundle_dir)?;
+        match self.exchange(ToWorker::Prepare(prepare), Some(bundle.as_fd()), limit, frame_limit).await? {
             FromWorker::Prepared { artifacts } => Ok(Ok(artifacts)),
             FromWorker::PrepareError { message } => Ok(Err(message)),
             _ => self.broken("expected Prepared".into()),
@@ -263,12 +281,14 @@ impl WorkerProcess {
         Err(WorkerError::Protocol(what))
     }
 
-    /// Sends one message and waits for the answer, at most `limit`, on the
-    /// caller's task. An answer whose frame announces more than `frame_limit`
-    /// bytes is a protocol error, found from its length prefix alone.
+    /// Sends one message (with a descriptor, if `fd`) and waits for the answer, at
+    /// most `limit`, on the caller's task. An answer whose frame announces more
+    /// than `frame_limit` bytes is a protocol error, found from its length prefix
+    /// alone.
     async fn exchange(
         &mut self,
         msg: ToWorker,
+        fd: Option<BorrowedFd<'_>>,
         limit: Duration,
         frame_limit: usize,
     ) -> Result<FromWorker, WorkerError> {
@@ -292,7 +312,11 @@ impl WorkerProcess {
         conn.set_max_frame_len(frame_limit);
         // A failed write means the worker cannot have read a whole frame, so it has
         // not started the job.
-        if conn.write_frame(&msg).await.is_err() {
+        let sent = match fd {
+            Some(fd) => conn.write_frame_with_fd(&msg, fd).await,
+            None => conn.write_frame(&msg).await,
+        };
+        if sent.is_err() {
             return Err(unsent(msg));
         }
         drop(msg);
@@ -342,6 +366,9 @@ fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Co
     // stderr through a pipe the supervisor forwards: a worker may write no file
     // (RLIMIT_FSIZE=0), and the supervisor's own stderr may be one.
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Not the supervisor's working directory, which a worker has no business
+    // holding (a blank Ruby VM keeps a handle on its starting one).
+    cmd.current_dir("/");
     // SAFETY: the closure runs in the forked child before exec and calls only
     // `dup2` and `fcntl`, which are async-signal-safe; it allocates nothing and
     // touches no lock. `child_fd` is open in the child (inherited from the fork).
@@ -419,4 +446,17 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
         },
         Err(e) => format!("status unknown: {e}"),
     }
+}
+
+/// Opens a bundle's directory to hand to a worker: `O_PATH`, so the descriptor
+/// reads and writes nothing by itself. The worker opens files beneath it under
+/// its own uid and its Landlock rule, which is on this descriptor; it needs no
+/// search right on any directory above the bundle.
+fn open_bundle(dir: &Path) -> Result<OwnedFd, WorkerError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+        .map_err(|e| WorkerError::BundleDir(format!("{}: {e}", dir.display())))
 }

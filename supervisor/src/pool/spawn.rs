@@ -75,7 +75,6 @@ impl Inner {
             function: f.name.to_string(),
             version: f.version,
             language: f.language,
-            bundle_dir: f.bundle_dir.to_string_lossy().into_owned(),
             entrypoint: f.entrypoint.clone(),
             limits: Limits {
                 timeout_ms: f.limits.timeout_ms,
@@ -86,7 +85,7 @@ impl Inner {
             wasm: f.wasm.clone(),
         };
         let mut worker = worker;
-        match worker.init(init, INIT_TIMEOUT).await {
+        match worker.init(init, &f.bundle_dir, INIT_TIMEOUT).await {
             Ok(Ok(())) => Ok(Some(worker)),
             Ok(Err(message)) => Err(PoolError::InitFailed(message)),
             Err(WorkerError::GoneBeforeJob(_)) => Ok(None),

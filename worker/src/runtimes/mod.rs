@@ -5,6 +5,7 @@
 //! them, and is specialized to exactly one function version by `Init`, which
 //! yields a [`Runtime`] that serves that function's invocations.
 
+mod ambient;
 mod deadline;
 pub mod js;
 pub mod python;
@@ -12,6 +13,7 @@ pub mod ruby;
 pub mod script;
 pub mod wasm;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -57,10 +59,9 @@ pub struct RuntimeFiles {
 impl Blank {
     pub fn load(language: Language, files: RuntimeFiles) -> Result<Self> {
         if matches!(language, Language::Wasm | Language::Ruby) {
-            // wasmtime-wasi runs its synchronous WASI calls on a tokio runtime it
-            // builds on first use, with a signal driver that needs a socketpair.
-            // Build it now, while blank: seccomp (applied at Init) refuses new sockets.
-            wasmtime_wasi::runtime::in_tokio(async {});
+            // Before anything calls into wasmtime-wasi, which would otherwise start
+            // threads of its own (see `ambient`).
+            ambient::enter_blank()?;
         }
         match language {
             Language::Wasm => Ok(Blank::Wasm(wasm::WasmBlank::new()?)),
@@ -73,27 +74,41 @@ impl Blank {
         }
     }
 
-    /// Compiles and checks an uploaded bundle; runs none of its code.
+    /// Starts the runtime's own threads, if it has any: wasmtime-wasi's tokio
+    /// runtime for wasm and Ruby (see `ambient`). The sandbox calls it once the
+    /// function's Landlock layer is on, so that they carry it.
+    ///
+    /// # Returns
+    /// Whether threads were started.
+    pub fn start_threads(&self) -> std::io::Result<bool> {
+        match self {
+            Blank::Wasm(_) | Blank::Ruby(_) => ambient::start_threads().map(|()| true),
+            Blank::Js(_) | Blank::Python(_) => Ok(false),
+        }
+    }
+
+    /// Compiles and checks an uploaded bundle; runs none of its code. `bundle` is
+    /// the bundle's directory as the worker reaches it (also its working directory).
     ///
     /// # Errors
     /// A message for the uploader that says what is wrong with the bundle.
-    pub fn prepare(&mut self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
+    pub fn prepare(&mut self, prepare: &Prepare, bundle: &Path) -> Result<Vec<Artifact>, String> {
         match self {
-            Blank::Wasm(w) => w.prepare(prepare),
+            Blank::Wasm(w) => w.prepare(prepare, bundle),
             // Scripts have nothing to precompile: preparing is a dry-run of `Init`.
             Blank::Js(j) => j.prepare(prepare).map(|()| Vec::new()),
-            Blank::Python(p) => p.prepare(prepare).map(|()| Vec::new()),
+            Blank::Python(p) => p.prepare(prepare, bundle).map(|()| Vec::new()),
             Blank::Ruby(r) => r.prepare(prepare).map(|()| Vec::new()),
         }
     }
 
     /// Loads one function version into this worker, which is then this
-    /// function's for the rest of its life.
-    pub fn init(self, init: &Init) -> Result<Box<dyn Runtime>, String> {
+    /// function's for the rest of its life. `bundle` as for [`Blank::prepare`].
+    pub fn init(self, init: &Init, bundle: &Path) -> Result<Box<dyn Runtime>, String> {
         match self {
-            Blank::Wasm(w) => Ok(Box::new(w.init(init)?)),
+            Blank::Wasm(w) => Ok(Box::new(w.init(init, bundle)?)),
             Blank::Js(j) => Ok(Box::new(j.init(init)?)),
-            Blank::Python(p) => Ok(Box::new(p.init(init)?)),
+            Blank::Python(p) => Ok(Box::new(p.init(init, bundle)?)),
             Blank::Ruby(r) => Ok(Box::new(r.init(init)?)),
         }
     }

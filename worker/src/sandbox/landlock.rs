@@ -1,20 +1,25 @@
-//! Landlock: read-only access beneath a few paths, nothing else on the filesystem, no
-//! TCP, and no signals or abstract-socket connections outside the worker.
+//! Landlock: no write anywhere on the filesystem, reads only beneath the bundle's
+//! descriptor, no TCP, and no signals or abstract-socket connections outside the
+//! worker.
 //!
-//! The worker restricts itself twice. It does so at start, to what a blank worker may
-//! read (the store and the runtime cache), and again on `Prepare`/`Init`, to the one
-//! bundle. Landlock layers stack, and an access must pass every layer, so the second
-//! layer narrows the first and nothing can widen it again.
+//! The worker restricts itself twice. At start (`early`) it handles every
+//! filesystem right but reading, with no rule: nothing can be written, created,
+//! removed or executed. On `Prepare`/`Init` (`function`) it handles every right,
+//! with one rule: read beneath the bundle directory the supervisor handed over as
+//! a descriptor. Landlock layers stack, and an access must pass every layer, so
+//! after the second a worker reads its bundle and nothing else, and nothing can
+//! widen that again. No rule names a path: the worker has none.
 //!
 //! Landlock checks accesses when a file is opened. Descriptors already open (the
-//! socket, stdio, a module file that wasmtime has mapped) keep working. It does not
-//! check `stat`, `readlink` or path walks, so `canonicalize` still works.
+//! socket, stdio, the bundle's, a module file that wasmtime has mapped) keep
+//! working. It does not check `stat`, `readlink` or path walks, so `canonicalize`
+//! still works.
 
-use std::path::Path;
+use std::os::fd::BorrowedFd;
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    Scope,
 };
 
 use super::{Done, SandboxError};
@@ -23,22 +28,33 @@ use super::{Done, SandboxError};
 /// bind/connect, v5 device ioctls, and v6 the scopes (abstract unix sockets, signals).
 /// v7 only adds audit-log flags. v8 (Linux 7.0) can restrict all threads at once
 /// (`all_threads`). Not requested: with best-effort compatibility, a kernel without it
-/// would report the whole ruleset as only partly enforced. Instead, the early layer
-/// is applied while the process has a single thread, so every thread inherits it.
+/// would report the whole ruleset as only partly enforced. Instead, each layer is
+/// applied while the process has a single thread, so every thread inherits it.
 const ABI_TARGET: ABI = ABI::V6;
 
-/// Restricts this thread, and every thread it starts from now on, to reading files
-/// and listing directories beneath `paths`.
+/// The rights of reading: what the early layer leaves to the function layer.
+fn reading() -> BitFlags<AccessFs> {
+    AccessFs::ReadFile | AccessFs::ReadDir
+}
+
+/// Restricts this thread, and every thread it starts from now on. With no
+/// `bundle` (the early layer): no filesystem access but reading. With a bundle:
+/// reading files and listing directories beneath it, nothing else.
 ///
 /// The crate's default compatibility is best effort. On an older kernel it enforces
 /// what it can and says so in the status, and the status is judged here. Anything
 /// short of "fully enforced" is an error, which `allow_degraded` may let through.
-pub fn restrict(layer: &'static str, paths: &[&Path]) -> Result<Done, SandboxError> {
+pub fn restrict(layer: &'static str, bundle: Option<BorrowedFd<'_>>) -> Result<Done, SandboxError> {
     let wrap = |source| SandboxError::Landlock { layer, source };
+    // Whatever a handled right has no rule for is denied: for the early layer
+    // write, create, remove, rename, link, truncate, execute, device ioctl; for
+    // the function layer all of those and reading outside the bundle.
+    let handled = match bundle {
+        Some(_) => AccessFs::from_all(ABI_TARGET),
+        None => AccessFs::from_all(ABI_TARGET) & !reading(),
+    };
     let mut ruleset = Ruleset::default()
-        // Every filesystem right is handled, so whatever no rule below grants is denied:
-        // write, create, remove, rename, link, truncate, execute, device ioctl.
-        .handle_access(AccessFs::from_all(ABI_TARGET))
+        .handle_access(handled)
         .map_err(wrap)?
         // TCP bind and connect are handled with no port rule, so both are denied.
         // seccomp already refuses socket() and the network namespace is empty. This is
@@ -52,26 +68,20 @@ pub fn restrict(layer: &'static str, paths: &[&Path]) -> Result<Done, SandboxErr
         .map_err(wrap)?
         .create()
         .map_err(wrap)?;
-    for path in paths {
-        // A rule on a file may grant file rights only (ReadDir on a file is refused).
-        let access: BitFlags<AccessFs> =
-            if path.is_dir() { AccessFs::ReadFile | AccessFs::ReadDir } else { AccessFs::ReadFile.into() };
-        // PathFd opens the path O_PATH now. A path that does not exist is an error
-        // here, not a silently missing rule (`path_beneath_rules` would skip it).
-        let fd = PathFd::new(path).map_err(|source| SandboxError::LandlockPath {
-            layer,
-            path: path.to_path_buf(),
-            source,
-        })?;
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, access)).map_err(wrap)?;
+    if let Some(dir) = bundle {
+        // The supervisor opens bundle directories `O_PATH | O_DIRECTORY`; a rule on a
+        // directory may grant ReadDir (on a file it may not).
+        ruleset = ruleset.add_rule(PathBeneath::new(dir, reading())).map_err(wrap)?;
     }
     let status = ruleset.restrict_self().map_err(wrap)?;
+    let what = match bundle {
+        Some(_) => "read-only beneath the bundle's descriptor and nowhere else",
+        None => "no write, create, remove or execute anywhere",
+    };
     match status.ruleset {
-        RulesetStatus::FullyEnforced => Ok(Done::Applied(format!(
-            "read-only beneath [{}]; no TCP; scoped signals and abstract sockets ({:?})",
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-            status.landlock,
-        ))),
+        RulesetStatus::FullyEnforced => {
+            Ok(Done::Applied(format!("{what}; no TCP; scoped signals and abstract sockets ({:?})", status.landlock)))
+        }
         // Partly or not enforced: what the kernel took is in force now and cannot be
         // undone. The rest is missing, and the caller decides whether that is fatal.
         other => Err(SandboxError::LandlockNotEnforced { layer, status: format!("{other:?}, {:?}", status.landlock) }),

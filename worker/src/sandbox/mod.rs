@@ -7,6 +7,10 @@
 //! on. Running as root and an orphaned worker are never degraded (see
 //! [`SandboxError::degradable`]).
 //!
+//! The worker is given no path into the store. `Prepare` and `Init` hand it the one
+//! bundle directory it serves as a descriptor, and that descriptor is all the
+//! function layer of Landlock lets it read.
+//!
 //! [`apply_early`], at process start, before the runtime loads:
 //!  1. `parent_death`: SIGKILL when the supervisor dies, and check it has not already.
 //!  2. `new_session`: leave the supervisor's session and process group.
@@ -15,18 +19,20 @@
 //!  4. `no_new_privs`: no exec can ever gain privileges (Landlock and seccomp need it).
 //!  5. `rlimits`: core 0, open files, file size 0, CPU and memory backstops.
 //!  6. `netns`: a new network namespace with no interfaces (root only).
-//!  7. `store`: open the store's `functions/` and `staging/` by descriptor while
-//!     still privileged ([`reach`]): from here on the worker reaches them through
-//!     `/proc/self/fd`, so no directory above them needs to be searchable by the
-//!     uid of step 8. Not a layer (it confines nothing) and never switched off.
-//!  8. `privileges`: drop to the configured uid/gid (root only).
-//!  9. `parent_death` again, when 8 ran: a uid/gid change clears the signal.
-//! 10. `not_dumpable`: no core, no ptrace and no /proc/<pid>/mem for the same uid.
-//! 11. `landlock_early`: read-only under the store's `functions/` and `staging/`.
-//!     No other file, and no write anywhere.
+//!  7. `privileges`: drop to the configured uid/gid (root only).
+//!  8. `parent_death` again, when 7 ran: a uid/gid change clears the signal.
+//!  9. `not_dumpable`: no core, no ptrace and no /proc/<pid>/mem for the same uid.
+//! 10. `landlock_early`: no write, create, remove or execute anywhere on the
+//!     filesystem, no TCP, scoped signals. Reads are left to the function layer,
+//!     the only one that knows the bundle.
 //!
 //! [`apply_for_function`], on `Prepare` or `Init`, before the bundle's code runs:
-//! 12. `landlock_function`: a second layer, read-only under the one bundle.
+//! 11. `landlock_function`: a second layer, read-only beneath the bundle's
+//!     descriptor and nothing else on the filesystem. Applied while the worker has
+//!     one thread: a layer binds the calling thread and the threads it starts
+//!     later, and kernels before 7.0 cannot bind threads already running.
+//! 12. `runtime_threads`: the runtime's own threads (wasmtime-wasi's tokio
+//!     runtime) start now, so they carry step 11. Not a layer.
 //! 13. `function_memory`: the memory rlimit lowered to the function's `memoryMb`.
 //! 14. `seccomp`: the syscall allowlist ([`policy`]), installed on every thread.
 //!
@@ -38,20 +44,17 @@ mod netns;
 mod policy;
 mod privileges;
 mod process;
-mod reach;
 mod report;
 mod rlimits;
 mod seccomp;
 
 use std::io;
-use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
 pub use config::SandboxConfig;
-pub use reach::reach;
 pub use report::Report;
 use report::{Layer, Outcome};
 
@@ -99,12 +102,12 @@ pub enum SandboxError {
     PrivilegesStillHeld(&'static str),
     #[error("prctl(PR_SET_DUMPABLE, 0) failed: {0}")]
     NotDumpable(#[source] io::Error),
-    #[error("cannot open the store directory {}: {source}", .path.display())]
-    StoreDir { path: PathBuf, source: io::Error },
-    #[error("the store directories are already open")]
-    StoreOpenedTwice,
-    #[error("Landlock ({layer}): cannot open {}: {source}", .path.display())]
-    LandlockPath { layer: &'static str, path: PathBuf, source: ::landlock::PathFdError },
+    #[error("Landlock (function): cannot count this process's threads: {0}")]
+    ThreadCount(#[source] io::Error),
+    #[error("Landlock (function): the worker has {0} threads; a layer would bind only the calling one")]
+    Threaded(usize),
+    #[error("the runtime's threads did not start: {0}")]
+    RuntimeThreads(String),
     #[error("Landlock ({layer}): {source}")]
     Landlock { layer: &'static str, source: ::landlock::RulesetError },
     #[error("Landlock ({layer}) is not fully enforced by this kernel: {status}")]
@@ -135,12 +138,13 @@ impl SandboxError {
                 | SetUid(..)
                 | PrivilegesStillHeld(_)
                 | AlreadySpecialized
+                | RuntimeThreads(_)
         )
     }
 }
 
 /// What a step did, when it did not fail.
-pub(crate) enum Done {
+pub enum Done {
     Applied(String),
     /// Nothing to do here, e.g. dropping privileges when not root.
     NotApplicable(&'static str),
@@ -171,24 +175,16 @@ pub fn apply_early(config: &SandboxConfig, inherited: &Inherited) -> Result<Repo
     run.step(Layer::Rlimits, on.rlimits, || rlimits::apply_early(&config.limits))?;
     // 6. Needs CAP_SYS_ADMIN, so before the drop.
     run.step(Layer::NetNs, on.netns, netns::unshare_network)?;
-    // 7. After step 3 (which would close the descriptors), before the drop (after
-    //    which the directories above the store may be out of reach).
-    run.step(Layer::Store, true, || reach::open_roots(&config.read_paths))?;
-    // 8. Last of the privileged steps: it takes away the capabilities they need.
+    // 7. Last of the privileged steps: it takes away the capabilities they need.
     run.step(Layer::Privileges, on.drop_privileges, || privileges::drop_to(config.run_as))?;
-    // 9. A uid/gid change clears the parent-death signal (prctl(2)), so set it again.
+    // 8. A uid/gid change clears the parent-death signal (prctl(2)), so set it again.
     if run.report.applied(Layer::Privileges) && on.parent_death {
         run.step(Layer::ParentDeathRearmed, true, || process::die_with_parent(inherited.parent_pid))?;
     }
-    // 10. After the drop, because a uid/gid change resets the dumpable flag.
+    // 9. After the drop, because a uid/gid change resets the dumpable flag.
     run.step(Layer::NotDumpable, on.not_dumpable, process::not_dumpable)?;
-    // 11. Last, while this process has one thread. A Landlock layer applies to the
-    //     calling thread and the threads it starts later (kernels before 7.0 cannot
-    //     restrict existing threads). Every runtime thread started after this point
-    //     carries this layer. The rules are made through the descriptors of step 7.
-    let read_paths: Vec<PathBuf> = config.read_paths.iter().map(|p| reach(p)).collect();
-    let read_paths: Vec<&Path> = read_paths.iter().map(PathBuf::as_path).collect();
-    run.step(Layer::LandlockEarly, on.landlock, || landlock::restrict("early", &read_paths))?;
+    // 10. Last, while this process has one thread, so every thread carries it.
+    run.step(Layer::LandlockEarly, on.landlock, || landlock::restrict("early", None))?;
     Ok(run.finish())
 }
 
@@ -198,25 +194,35 @@ static SPECIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// Applies the steps that depend on the bundle. Call it on `Prepare` or `Init`, before
 /// the runtime reads the bundle. `Prepare` runs user code too: Python, JavaScript and
-/// Ruby evaluate the entrypoint's top level. `memory_mb` is the function's `memoryMb`
-/// (`None` for `Prepare`, which keeps the early bound).
+/// Ruby evaluate the entrypoint's top level. `bundle` is the bundle's directory as
+/// the supervisor handed it; `memory_mb` is the function's `memoryMb` (`None` for
+/// `Prepare`, which keeps the early bound); `start_threads` starts the runtime's
+/// own threads, if it has any (step 12).
 ///
 /// # Errors
 /// The first step that failed and may not be degraded. The worker must answer with
 /// an error and exit without running the bundle.
 pub fn apply_for_function(
     config: &SandboxConfig,
-    bundle_dir: &Path,
+    bundle: BorrowedFd<'_>,
     memory_mb: Option<u64>,
+    start_threads: impl FnOnce() -> Result<Done, String>,
 ) -> Result<Report, SandboxError> {
     if SPECIALIZED.swap(true, Ordering::SeqCst) {
         return Err(SandboxError::AlreadySpecialized);
     }
     let on = &config.layers;
     let mut run = Run::new(config);
-    // 12. Stacked on the early layer: access is the intersection of the two, so this
-    //     narrows reads to the one bundle. Before seccomp, which refuses landlock_*.
-    run.step(Layer::LandlockFunction, on.landlock, || landlock::restrict("function", &[bundle_dir]))?;
+    // 11. Stacked on the early layer: access is the intersection of the two, so
+    //     reads are now confined to the bundle, and writes stay refused. Before
+    //     seccomp, which refuses landlock_*; refused if a second thread is running.
+    run.step(Layer::LandlockFunction, on.landlock, || {
+        process::single_threaded()?;
+        landlock::restrict("function", Some(bundle))
+    })?;
+    // 12. After 11, so they inherit it; before seccomp, which refuses some of what
+    //     starting a tokio runtime takes (its signal driver opens a socketpair).
+    run.step(Layer::RuntimeThreads, true, || start_threads().map_err(SandboxError::RuntimeThreads))?;
     // 13. Before seccomp, which refuses prlimit64 writes. Lowering needs no privilege.
     run.step(Layer::FunctionMemory, on.rlimits, || rlimits::lower_memory(&config.limits, memory_mb))?;
     // 14. Last of all: from here on only allowlisted syscalls work, and the ones the

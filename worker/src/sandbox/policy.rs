@@ -198,7 +198,7 @@ pub const POLICY: &[Rule] = &[
         "glibc getrlimit, Python resource: reading our own only"
     ),
     // Waiting, for wasmtime-wasi. Its synchronous WASI calls run on a tokio runtime
-    // (enable_io + enable_time) that it creates on first use.
+    // (enable_io + enable_time) that the worker enters (runtimes/ambient.rs).
     rule!(ALLOW, SYS_epoll_create1, "tokio (wasmtime-wasi ambient runtime)"),
     rule!(ALLOW, SYS_epoll_ctl, "tokio"),
     rule!(ALLOW, SYS_epoll_pwait, "tokio (aarch64 glibc epoll_wait)"),

@@ -97,3 +97,27 @@ pub fn not_dumpable() -> Result<Done, SandboxError> {
     prctl::set_dumpable(false).map_err(|e| SandboxError::NotDumpable(e.into()))?;
     Ok(Done::Applied("not dumpable".into()))
 }
+
+/// Fails unless this process runs one thread: the calling one. A Landlock layer
+/// binds the thread that applies it and the threads it starts later; one already
+/// running would go on without it.
+pub fn single_threaded() -> Result<(), SandboxError> {
+    match std::fs::read_dir("/proc/self/task").map_err(SandboxError::ThreadCount)?.count() {
+        1 => Ok(()),
+        n => Err(SandboxError::Threaded(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_thread_is_seen() {
+        // The test harness runs this test on a thread of its own, beside main.
+        let parked = std::thread::spawn(std::thread::park);
+        assert!(matches!(single_threaded(), Err(SandboxError::Threaded(n)) if n >= 3), "main, this test, and one more");
+        parked.thread().unpark();
+        parked.join().expect("joins");
+    }
+}

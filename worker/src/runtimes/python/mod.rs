@@ -96,14 +96,14 @@ impl PythonBlank {
     /// Runs the entrypoint as `Init` would (with the same env), to reject a bundle
     /// whose code does not load (syntax error, no handler, a failing top level)
     /// at upload.
-    pub fn prepare(&self, prepare: &Prepare) -> Result<(), String> {
+    pub fn prepare(&self, prepare: &Prepare, bundle: &Path) -> Result<(), String> {
         self.set_env(&prepare.env)?;
-        self.load(Path::new(&prepare.bundle_dir), &prepare.entrypoint).map(drop)
+        self.load(bundle, &prepare.entrypoint).map(drop)
     }
 
-    pub fn init(self, init: &Init) -> Result<PythonFunction, String> {
+    pub fn init(self, init: &Init, bundle: &Path) -> Result<PythonFunction, String> {
         self.set_env(&init.env)?;
-        let handler = self.load(Path::new(&init.bundle_dir), &init.entrypoint)?;
+        let handler = self.load(bundle, &init.entrypoint)?;
         let call_id = Arc::new(AtomicU64::new(0));
         let timed_out = Arc::new(AtomicBool::new(false));
         let clock = {

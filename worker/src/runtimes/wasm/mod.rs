@@ -47,8 +47,8 @@ impl WasmBlank {
 
     /// Compiles the module, checks that it has a supported shape and only WASI
     /// imports, and returns it precompiled for this engine.
-    pub fn prepare(&self, prepare: &Prepare) -> Result<Vec<Artifact>, String> {
-        let path = Path::new(&prepare.bundle_dir).join(&prepare.entrypoint);
+    pub fn prepare(&self, prepare: &Prepare, bundle: &Path) -> Result<Vec<Artifact>, String> {
+        let path = bundle.join(&prepare.entrypoint);
         let module = Module::from_file(&self.engine, &path)
             .map_err(|e| format!("{} is not a valid WebAssembly module: {e}", prepare.entrypoint))?;
         Entry::of(&module)?;
@@ -59,8 +59,7 @@ impl WasmBlank {
         Ok(vec![Artifact { file_name: engine::artifact_name(&self.engine), bytes }])
     }
 
-    pub fn init(&self, init: &Init) -> Result<WasmFunction, String> {
-        let bundle = Path::new(&init.bundle_dir);
+    pub fn init(&self, init: &Init, bundle: &Path) -> Result<WasmFunction, String> {
         let precompiled = bundle.join(engine::artifact_name(&self.engine));
         let module = if precompiled.is_file() {
             // SAFETY: `deserialize_file` trusts its input to be wasmtime's own output.

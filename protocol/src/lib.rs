@@ -7,7 +7,8 @@
 //!   every length is checked against [`MAX_FRAME_LEN`] before anything is allocated.
 //! - [`connection`]: owns a tokio `UnixStream` and its read buffer (the supervisor side).
 //! - [`blocking`]: the same over a `std` stream (the worker side, which runs one
-//!   invocation at a time and has no async runtime).
+//!   invocation at a time), and the worker's reader, which also receives the
+//!   descriptor a frame carries (the bundle's directory, with `Prepare`/`Init`).
 //! - [`launch`] and [`sandbox`]: what reaches a worker before its first message —
 //!   its command line and its sandbox configuration — typed once for both sides.
 //!

@@ -108,8 +108,9 @@ impl SocketReader {
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<UnixAddr>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
         let mut received = Vec::new();
-        // `cmsgs` fails on MSG_CTRUNC: descriptors were dropped by the kernel for
-        // want of room, which the supervisor never causes.
+        // `cmsgs` fails on MSG_CTRUNC (more descriptors than room, which the
+        // supervisor never sends): the read is an error and the worker exits,
+        // closing whatever the kernel did install.
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 received.extend(fds);

@@ -261,3 +261,22 @@ fn row08_quotas_bound_functions_versions_and_bytes() {
     ]);
     assert_eq!(server.deploy("one", &bundle).status, 201);
 }
+
+/// A stored bundle that vanished under the server (removed by hand) fails the
+/// next cold start with an error that names no path on the server's disk: the
+/// answer goes to whoever invoked the function.
+#[test]
+fn a_vanished_bundle_fails_without_naming_the_store() {
+    let server = Server::start(&[]);
+    // JavaScript: its deploy starts no warm worker, so the invocation cold-starts.
+    let r = server.deploy("gone", &script_bundle("js", "handler.js", "module.exports = () => 'hi';"));
+    assert_eq!(r.status, 201, "{}", r.text());
+    std::fs::remove_dir_all(server.data_dir.join("functions/gone/1")).expect("remove the version");
+    let r = server.invoke("gone", &json!({}));
+    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    let data_dir = server.data_dir.canonicalize().unwrap_or_else(|_| server.data_dir.clone());
+    for dir in [&server.data_dir, &data_dir] {
+        assert!(!r.text().contains(&*dir.to_string_lossy()), "the answer names the store: {}", r.text());
+    }
+    assert!(!r.text().contains("functions/gone"), "{}", r.text());
+}

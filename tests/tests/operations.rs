@@ -309,7 +309,7 @@ fn the_systemd_unit_verifies() {
 
 /// As root, workers run as `nobody`, and the data dir may lie where `nobody`
 /// cannot search: here inside a 0700 directory, as a clone in `/root` is, and
-/// with the store's own directories closed too. A worker is handed its bundle's
+/// with the store's own directories closed too (the server makes them 0700). A worker is handed its bundle's
 /// directory as a descriptor, so every runtime loads its bundle (and what the
 /// bundle imports: a sibling module, a `vendor/` package, a required file), while
 /// every directory above stays closed to the worker's uid. No worker holds a
@@ -328,8 +328,10 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     chmod(closed.path(), 0o700);
     let data = closed.path().join("data");
     let server = Server::start_in(&data, &[], &[]);
-    for dir in ["", "functions", "staging"] {
-        chmod(&data.join(dir), 0o700);
+    chmod(&data, 0o700);
+    for dir in ["functions", "staging"] {
+        let mode = std::fs::metadata(data.join(dir)).expect("stat").permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700, "the server closes {dir}/");
     }
     let vendored = common::zip(&[
         ("metadata.json", br#"{"language":"python","entrypointFile":"main.py"}"#),

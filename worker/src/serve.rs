@@ -222,7 +222,7 @@ fn cut(mut text: String, max: usize) -> String {
 /// bundle's absolute path as this worker reaches it, through its descriptor
 /// (`/proc/self/fd/N`), for runtimes that want one (Python's `sys.path`).
 fn confine(config: &SandboxConfig, dir: &OwnedFd, memory_mb: Option<u64>, blank: &Blank) -> Result<PathBuf, String> {
-    // Entered before the sandbox: its seccomp policy refuses chdir, and the
+    // Entered before the sandbox, by descriptor (the worker has no path); the
     // working directory grants nothing Landlock does not allow anyway.
     nix::unistd::fchdir(dir).map_err(|e| format!("the worker could not enter the bundle directory: {e}"))?;
     let start_threads = || match blank.start_threads() {

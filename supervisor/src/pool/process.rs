@@ -77,8 +77,8 @@ pub enum WorkerError {
     Protocol(String),
     #[error("cannot start a worker: {0}")]
     Spawn(String),
-    /// Nothing was sent: the store's directory could not be opened.
-    #[error("cannot open the bundle directory {0}")]
+    /// Nothing was sent: the bundle's directory could not be opened (why, not where).
+    #[error("cannot open the stored bundle ({0})")]
     BundleDir(String),
 }
 
@@ -452,11 +452,15 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
 /// reads and writes nothing by itself. The worker opens files beneath it under
 /// its own uid and its Landlock rule, which is on this descriptor; it needs no
 /// search right on any directory above the bundle.
+/// The error names no path: its message can reach the caller of the function.
 fn open_bundle(dir: &Path) -> Result<OwnedFd, WorkerError> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(dir)
         .map(OwnedFd::from)
-        .map_err(|e| WorkerError::BundleDir(format!("{}: {e}", dir.display())))
+        .map_err(|e| {
+            warn!(dir = %dir.display(), "cannot open a bundle directory for a worker: {e}");
+            WorkerError::BundleDir(e.kind().to_string())
+        })
 }

@@ -139,6 +139,11 @@ impl SandboxError {
                 | PrivilegesStillHeld(_)
                 | AlreadySpecialized
                 | RuntimeThreads(_)
+                // Degraded, the function layer would not be applied at all, and
+                // the early layer leaves reading to it: the whole filesystem
+                // would be readable.
+                | ThreadCount(_)
+                | Threaded(_)
         )
     }
 }

@@ -120,7 +120,8 @@ const OPEN_WRITE_BITS: i32 = libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC;
 /// The policy for both architectures; [`X86_64_ONLY`] adds the old x86_64 calls.
 pub const POLICY: &[Rule] = &[
     // Descriptors the worker already holds. No entry below creates a socket, so these
-    // reach only the supervisor socket, stdio, bundle files and tokio's epoll/eventfd.
+    // reach only the supervisor socket (and its clone), stdio, the bundle's directory
+    // and files, the Ruby module, and tokio's epoll/eventfd/socketpair.
     rule!(ALLOW, SYS_read, "all: bundle files, tokio's eventfd"),
     rule!(ALLOW, SYS_write, "all: tracing on stderr, tokio's eventfd"),
     rule!(ALLOW, SYS_recvfrom, "std UnixStream::read on the supervisor socket (recv)"),
@@ -146,8 +147,8 @@ pub const POLICY: &[Rule] = &[
     rule!(ALLOW, SYS_getdents64, "std read_dir, wasmtime-wasi fd_readdir (Ruby under /app), RustPython os.listdir"),
     rule!(ALLOW, SYS_readlinkat, "glibc realpath (JS loader canonicalize)"),
     rule!(ALLOW, SYS_getcwd, "glibc realpath, RustPython os.getcwd"),
-    rule!(ALLOW, SYS_chdir, "serve.rs confine: entering the bundle once seccomp is on; RustPython os.chdir"),
-    rule!(ALLOW, SYS_fchdir, "entering the bundle by its descriptor"),
+    rule!(ALLOW, SYS_chdir, "RustPython os.chdir (Landlock still decides what can be opened)"),
+    rule!(ALLOW, SYS_fchdir, "RustPython os.fchdir"),
     rule!(ALLOW, SYS_faccessat, "RustPython os.access"),
     rule!(ALLOW, SYS_faccessat2, "glibc faccessat (tries faccessat2 first)"),
     // Memory. Private mappings only: RLIMIT_DATA does not count shared ones, so

@@ -86,6 +86,13 @@ impl LocalStore {
             fs::remove_dir_all(&staging_dir)?;
         }
         fs::create_dir_all(&staging_dir)?;
+        // The supervisor's alone. A worker is handed its bundle's directory as a
+        // descriptor and needs no right on any directory above it; closed, they
+        // also keep another uid from even `stat`ing what lies beneath (Landlock
+        // checks opens, not path walks).
+        for dir in [&functions_dir, &staging_dir] {
+            fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        }
         let store = Self {
             functions_dir,
             staging_dir,

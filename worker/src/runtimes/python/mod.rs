@@ -6,10 +6,10 @@
 //! `zoneinfo` over the IANA database compiled into the binary). `Prepare` and
 //! `Init` run the entrypoint once, with the function's env, as a module whose
 //! `sys.path` is the bundle and its `vendor/` and `site-packages/` if it has them
-//! (`pip install --target`), as absolute paths through the worker's descriptor of
-//! the store (importlib makes a relative entry absolute with `getcwd()`, which
-//! names the store's real location, possibly under a directory the worker's uid
-//! cannot search); a load error names files relative to the bundle. The handler
+//! (`pip install --target`), as absolute paths through the descriptor the worker
+//! was handed the bundle as (importlib makes a relative entry absolute with
+//! `getcwd()`, which names the bundle's real location, under directories the
+//! worker's uid cannot search); a load error names files relative to the bundle. The handler
 //! is the value of the file's last statement (an
 //! expression, or a `def`), else its global `handler`. An invocation past its
 //! deadline is interrupted by a `KeyboardInterrupt` raised in the running code,

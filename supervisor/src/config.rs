@@ -259,7 +259,10 @@ impl Settings {
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let config = Config {
             ruby_wasm: self.ruby_wasm.unwrap_or_else(|| PathBuf::from("runtimes/ruby+stdlib.wasm")),
-            runtime_cache: self.runtime_cache.unwrap_or_else(|| data_dir.join("runtimes")),
+            // Absolute: the Ruby module's path in it is passed to workers, which
+            // start in `/`.
+            runtime_cache: std::path::absolute(self.runtime_cache.unwrap_or_else(|| data_dir.join("runtimes")))
+                .context("resolving the runtime cache directory")?,
             worker_user: self.worker_user.unwrap_or_else(|| "nobody".into()),
             worker_group: self.worker_group.unwrap_or_else(|| "nogroup".into()),
             sandbox_disable: self.sandbox_disable.unwrap_or_default(),

@@ -396,6 +396,27 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     );
 }
 
+/// Started as `scripts/serve` starts it, with relative paths (`./data`, and a
+/// runtime cache beneath it by default): every runtime serves, although its
+/// workers start in `/`, not in the server's working directory.
+#[test]
+fn relative_paths_serve_every_language() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_relative(cwd.path());
+    for (name, zip) in [
+        ("js", common::dir_bundle("hello-js")),
+        ("py", common::dir_bundle("hello-python")),
+        ("rb", common::dir_bundle("hello-ruby")),
+        ("wasm", wasm_bundle("hello-wasm", None)),
+    ] {
+        let r = server.deploy(name, &zip);
+        assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
+        let r = server.call("POST", &format!("/fn/{name}?name=x"), &[("content-type", "application/json")], b"{}");
+        assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
+    }
+    assert!(cwd.path().join("data/functions/rb").is_dir(), "the data dir is relative to the working directory");
+}
+
 /// Idle workers are kept by memory, not by `--workers`: with room, six functions
 /// stay warm on a pool that runs two at once; with a budget for about three,
 /// the least recently used go (not the first started), the newest stay, and

@@ -177,19 +177,28 @@ impl Server {
     /// Starts a server on `data_dir` with extra flags and env vars, and waits for
     /// its ready line.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::launch(data_dir, "127.0.0.1:0", args, env, None)
+        Server::launch(data_dir, "127.0.0.1:0", args, env, None, None)
+    }
+
+    /// Starts a server as `scripts/serve` does: from the working directory `cwd`,
+    /// with a relative data dir (`data`) and the default runtime cache beneath it
+    /// (seeded with the Ruby module scripts/test compiled).
+    pub fn start_relative(cwd: &Path) -> Server {
+        let mut server = Server::launch(Path::new("data"), "127.0.0.1:0", &[], &[], None, Some(cwd));
+        server.data_dir = cwd.join("data");
+        server
     }
 
     /// The same, listening on `listen`; requests go to loopback on its port.
     pub fn start_listening(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::launch(data_dir, listen, args, env, None)
+        Server::launch(data_dir, listen, args, env, None, None)
     }
 
     /// Starts a server on a fresh temp data dir with `RLIMIT_NOFILE` set to
     /// `(soft, hard)`, as a unit's `LimitNOFILE=soft:hard` would.
     pub fn start_with_open_files(args: &[&str], soft: u64, hard: u64) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut server = Server::launch(tmp.path(), "127.0.0.1:0", args, &[], Some((soft, hard)));
+        let mut server = Server::launch(tmp.path(), "127.0.0.1:0", args, &[], Some((soft, hard)), None);
         server._tmp = Some(tmp);
         server
     }
@@ -200,6 +209,7 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
         open_files: Option<(u64, u64)>,
+        cwd: Option<&Path>,
     ) -> Server {
         let token = env
             .iter()
@@ -224,7 +234,21 @@ impl Server {
         cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir);
         // The Ruby runtime scripts/setup installed, compiled once by scripts/test.
         cmd.arg("--ruby-wasm").arg(repo_root().join("runtimes").join("ruby+stdlib.wasm"));
-        cmd.arg("--runtime-cache").arg(target_dir().join("runtime-cache"));
+        let cache = target_dir().join("runtime-cache");
+        match cwd {
+            // The default cache, `data/runtimes`, seeded with the compiled Ruby module.
+            Some(cwd) => {
+                let seeded = cwd.join(data_dir).join("runtimes");
+                std::fs::create_dir_all(&seeded).expect("runtime cache");
+                for file in std::fs::read_dir(&cache).expect("the compiled runtime cache").flatten() {
+                    std::fs::copy(file.path(), seeded.join(file.file_name())).expect("seeding the runtime cache");
+                }
+                cmd.current_dir(cwd);
+            }
+            None => {
+                cmd.arg("--runtime-cache").arg(cache);
+            }
+        }
         cmd.args(args);
         cmd.env_remove("RUST_LOG").envs(env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());

@@ -354,9 +354,9 @@ mod tests {
     async fn a_descriptor_travels_with_its_frame_and_waits_to_be_taken() {
         use std::os::fd::AsFd;
         let (mut a, theirs) = pair();
-        let dir = tempfile_dir();
-        std::fs::write(dir.join("main.py"), "x = 1").expect("write");
-        let opened = std::fs::File::open(&dir).expect("open dir");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("main.py"), "x = 1").expect("write");
+        let opened = std::fs::File::open(dir.path()).expect("open dir");
         a.write_frame(&ToWorker::Shutdown).await.expect("write");
         a.write_frame_with_fd(&ToWorker::Shutdown, opened.as_fd()).await.expect("write with fd");
         drop(opened);
@@ -368,15 +368,6 @@ mod tests {
         assert!(reader.take_fd().is_none(), "one descriptor, taken once");
         let through = format!("/proc/self/fd/{}/main.py", fd.as_raw_fd());
         assert_eq!(std::fs::read_to_string(through).expect("read through it"), "x = 1");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("polyfaas-protocol-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
     }
 
     #[tokio::test]

@@ -132,7 +132,7 @@ fn watch_tick(watch: &Weak<ConnWatch>) -> Duration {
 
 /// Marks the connection *handling* while the handler runs, *writing* while its
 /// response body is sent, and *idle* after.
-pub async fn middleware(
+pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Watched>, actix_web::Error> {

@@ -224,6 +224,6 @@ pub(crate) fn vet_artifacts(staged: &Staged, artifacts: Vec<Artifact>) -> Result
 }
 
 /// Runs store I/O off the async threads.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, TaskFailed> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, TaskFailed> {
     Ok(tokio::task::spawn_blocking(f).await?)
 }

@@ -50,7 +50,7 @@ fn classify(req: &ServiceRequest) -> Class {
 
 /// Answers `404 not_found` to a route the listener the request came in on does
 /// not serve.
-pub async fn middleware(
+pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {

@@ -16,6 +16,11 @@
 //! - [`logging`]: the server's log, one line per event whatever user code says;
 //! - [`sandbox`]: what workers are told about their sandbox;
 //! - [`secrets`]: taking the admin token out of the environment.
+//!
+//! Free `async fn`s in this crate are `pub(crate)`, never `pub`: rustc treats the body
+//! of a public non-generic `async fn` as a codegen root even where nothing calls it, so
+//! one `pub async fn run` made the unit-test harness compile the whole server again
+//! (27k monomorphised items instead of 12k). `scripts/test` refuses a new one.
 
 mod admin;
 mod api;

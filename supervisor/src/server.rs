@@ -51,7 +51,7 @@ pub struct AppState {
     pub admin_addr: Option<std::net::SocketAddr>,
 }
 
-pub async fn run(mut config: Config) -> Result<()> {
+pub(crate) async fn run(mut config: Config) -> Result<()> {
     systemd::notify("STATUS=starting");
     // Absolute and canonical from here on, so every path the store hands out (and
     // logs) is too, whatever the working directory.

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use super::error::ApiError;
 
 /// Reads the whole body, at most `limit` bytes, within `deadline`.
-pub async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,

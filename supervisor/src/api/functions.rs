@@ -19,7 +19,7 @@ use crate::store::{Deployed, FunctionName};
 
 /// `POST /api/v1/handler/{name}`: a multipart upload (the original project's
 /// deploy route), or, with any other body, an invocation.
-pub async fn compat_post(
+pub(crate) async fn compat_post(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: String,
@@ -48,7 +48,7 @@ pub struct PutQuery {
 }
 
 /// `PUT /api/v1/functions/{name}[?keep=N]`: body `application/zip` (or multipart).
-pub async fn put(
+pub(crate) async fn put(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
@@ -101,14 +101,14 @@ async fn deploy(state: &AppState, name: FunctionName, zip: Spooled, keep: usize)
 }
 
 /// `GET /api/v1/functions`
-pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let functions: Vec<_> = state.store.list().iter().map(|d| summary(d)).collect();
     Ok(HttpResponse::Ok().json(json!({ "functions": functions })))
 }
 
 /// `GET /api/v1/functions/{name}`: the current version and every stored one.
-pub async fn describe(
+pub(crate) async fn describe(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
@@ -123,7 +123,7 @@ pub async fn describe(
 }
 
 /// `DELETE /api/v1/functions/{name}`
-pub async fn delete(
+pub(crate) async fn delete(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
@@ -150,7 +150,7 @@ pub struct RollbackQuery {
 /// `POST /api/v1/functions/{name}/rollback[?version=N]`: the previous version (or
 /// version N) becomes current again. New invocations go to it; workers of the
 /// version it replaces finish what they run and retire.
-pub async fn rollback(
+pub(crate) async fn rollback(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
@@ -179,7 +179,7 @@ pub struct LogsQuery {
 /// `wait` long-polls (up to 30 s) until there is one. `cursor` continues after
 /// the newest entry returned. On a node of a cluster, the entries are every
 /// node's (each names its `node`), read from the shared store.
-pub async fn logs(
+pub(crate) async fn logs(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,

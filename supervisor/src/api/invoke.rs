@@ -36,7 +36,7 @@ use crate::store::FunctionName;
 const LOG_EXCERPT: usize = 2048;
 
 /// `ANY /fn/{name}` and `ANY /fn/{name}/{tail}`.
-pub async fn invoke(
+pub(crate) async fn invoke(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -57,7 +57,7 @@ pub async fn invoke(
 
 /// `GET /api/v1/handler/{name}` (and a non-multipart `POST`): the original
 /// project's invocation route.
-pub async fn compat_invoke(
+pub(crate) async fn compat_invoke(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: String,
@@ -71,7 +71,7 @@ pub async fn compat_invoke(
 /// which the function never sees (the `Authorization` header is dropped), and its
 /// answer is always sandboxed, whatever the function's setting: it comes from the
 /// origin the console runs on.
-pub async fn console_invoke(
+pub(crate) async fn console_invoke(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,

@@ -13,7 +13,7 @@ pub mod body;
 pub mod error;
 mod functions;
 mod invoke;
-pub use self::invoke::console_invoke;
+pub(crate) use self::invoke::console_invoke;
 pub mod request_id;
 mod transfer;
 pub mod upload;

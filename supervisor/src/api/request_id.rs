@@ -24,7 +24,7 @@ impl RequestId {
 
 const HEADER: &str = "x-request-id";
 
-pub async fn middleware(
+pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {

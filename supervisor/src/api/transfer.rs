@@ -33,7 +33,7 @@ use crate::store::archive::{self, ArchiveError, Reader};
 const CHUNK: usize = 64 << 10;
 
 /// `GET /api/v1/export`: `application/zip`, every function and version.
-pub async fn export(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn export(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req, Scope::Manage)?;
     let _slot = upload_slot(&state)?;
     let (store, dir) = (state.store.clone(), state.spool_dir.clone());
@@ -79,7 +79,7 @@ fn spool_error(e: std::io::Error) -> ApiError {
 /// `POST /api/v1/import`: the body is an archive `GET /api/v1/export` wrote.
 /// `200` when every function in it was imported or skipped; `422
 /// import_incomplete` when some could not be, with what was done either way.
-pub async fn import(
+pub(crate) async fn import(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,

@@ -56,7 +56,7 @@ pub fn reset_spool(data_dir: &Path) -> std::io::Result<PathBuf> {
 /// Spools an uploaded bundle into `dir` within `deadline`: the first file part
 /// of a `multipart/form-data` body (the original project's upload), or else the
 /// raw body (`application/zip`), at most `limit` bytes.
-pub async fn spool_upload(
+pub(crate) async fn spool_upload(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,

@@ -89,6 +89,8 @@ impl Inner {
             Ok(Ok(())) => Ok(Some(worker)),
             Ok(Err(message)) => Err(PoolError::InitFailed(message)),
             Err(WorkerError::GoneBeforeJob(_)) => Ok(None),
+            // The server's store is at fault, not the handler: nothing was sent.
+            Err(e @ WorkerError::BundleDir(_)) => Err(PoolError::NotReady(e.to_string())),
             Err(e) => Err(PoolError::InitFailed(e.to_string())),
         }
     }

@@ -9,12 +9,15 @@ use std::path::PathBuf;
 use crate::Language;
 use crate::sandbox::SandboxConfig;
 
-/// The descriptor number the worker finds its socket on.
+/// Where a worker keeps its socket once started, whatever number it inherited
+/// it on: a handler that forges frames writes to this descriptor.
 pub const SOCKET_FD: i32 = 3;
 
 /// A worker that serves the supervisor on a socket.
 #[derive(Debug, Clone)]
 pub struct WorkerLaunch {
+    /// The descriptor number the worker inherits its socket on: the number the
+    /// supervisor's end had (at least 3). The worker moves it to [`SOCKET_FD`].
     pub fd: i32,
     pub language: Language,
     /// The Ruby runtime's compiled module, opened before the sandbox closes the
@@ -130,7 +133,7 @@ mod tests {
         let mut sandbox = SandboxConfig::default();
         sandbox.layers.switch_off("netns").expect("known");
         let launch = WorkerLaunch {
-            fd: SOCKET_FD,
+            fd: 3,
             language: Language::Ruby,
             ruby_module: Some(PathBuf::from("/cache/ruby.cwasm")),
             parent_pid: Some(42),

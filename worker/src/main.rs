@@ -12,11 +12,11 @@ mod runtimes;
 mod sandbox;
 mod serve;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result};
-use polyfaas_protocol::launch::{LaunchMode, WorkerLaunch};
+use polyfaas_protocol::launch::{LaunchMode, SOCKET_FD, WorkerLaunch};
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -37,23 +37,35 @@ fn main() -> Result<()> {
         LaunchMode::Serve(launch) => launch,
     };
     let WorkerLaunch { fd, language, ruby_module, parent_pid, sandbox: sandbox_config } = *launch;
+    // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, made
+    // inheritable for this one start; nothing else in this process knows the number,
+    // so this `OwnedFd` is its only owner. A wrong number fails at the first read.
+    let inherited_socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // First, before anything opens a file: every worker keeps its socket on
+    // SOCKET_FD, the lowest descriptor above stdio (`try_clone` duplicates to the
+    // lowest free one from 3, and only 0-2 and the socket are open here).
+    let socket = if fd == SOCKET_FD {
+        inherited_socket
+    } else {
+        let moved = inherited_socket.try_clone()?;
+        drop(inherited_socket);
+        moved
+    };
+    anyhow::ensure!(socket.as_raw_fd() == SOCKET_FD, "descriptor {SOCKET_FD} is taken: cannot move the socket there");
     // Opened before the sandbox, while still privileged: the runtime cache may lie
     // where the uid the worker drops to cannot go.
     let ruby_module = ruby_module
         .map(|path| std::fs::File::open(&path).with_context(|| format!("opening {}", path.display())))
         .transpose()?;
     let inherited = sandbox::Inherited {
-        socket_fd: fd,
+        socket_fd: SOCKET_FD,
         parent_pid,
-        runtime_fd: ruby_module.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+        runtime_fd: ruby_module.as_ref().map(AsRawFd::as_raw_fd),
     };
     let report =
         sandbox::apply_early(&sandbox_config, &inherited).context("sandbox setup failed; refusing to serve")?;
     tracing::info!(language = language.as_str(), "sandbox: {report}");
-    // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, dup'd
-    // to that number just before exec; nothing else in this process knows the number,
-    // so this `OwnedFd` is its only owner. A wrong number fails at the first read.
-    let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let socket = UnixStream::from(socket);
     let files = runtimes::RuntimeFiles { ruby_module };
     let blank = runtimes::Blank::load(language, files).context("loading the runtime")?;
     serve::run(socket, blank, &sandbox_config)

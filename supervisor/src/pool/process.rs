@@ -32,6 +32,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use polyfaas_protocol::connection::Connection;
 use polyfaas_protocol::launch::WorkerLaunch;
 use polyfaas_protocol::{
@@ -354,13 +355,25 @@ impl WorkerProcess {
     }
 }
 
-/// Forks and execs the worker with the child end of a socketpair as `launch.fd`,
-/// an empty environment, and nothing on stdin.
+/// One worker start at a time: while a start runs, the child end of its socket
+/// is inheritable, and any other process started meanwhile would inherit it too.
+static STARTING: Mutex<()> = Mutex::new(());
+
+/// Starts the worker with the child end of a socketpair inherited on its own
+/// number, passed as `--fd` (the worker moves it to `SOCKET_FD` first thing), an
+/// empty environment, and nothing on stdin.
+///
+/// No `pre_exec` hook: without one, the standard library starts the child with
+/// `posix_spawn` (`vfork` semantics) instead of `fork`. A fork copies the page
+/// tables of the whole supervisor (about 100 MB with a thousand functions) and
+/// write-protects its memory, so every thread then takes a fault on each page it
+/// writes; a cold start paid for that on the request's path.
 fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Connection)> {
-    // Both ends are close-on-exec; only the dup to `target` below survives into the child.
+    // Both ends are close-on-exec. A descriptor below 3 (a supervisor started with
+    // stdio closed) would be taken for stdio in the child: duplicate it above.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let child_fd = theirs.as_raw_fd();
-    let target = launch.fd;
+    let theirs = if theirs.as_raw_fd() < 3 { theirs.try_clone()? } else { theirs };
+    let launch = WorkerLaunch { fd: theirs.as_raw_fd(), ..launch.clone() };
     let mut cmd = Command::new(worker_bin);
     cmd.args(launch.to_args());
     // stderr through a pipe the supervisor forwards: a worker may write no file
@@ -369,19 +382,14 @@ fn spawn(worker_bin: &Path, launch: &WorkerLaunch) -> std::io::Result<(Child, Co
     // Not the supervisor's working directory, which a worker has no business
     // holding (a blank Ruby VM keeps a handle on its starting one).
     cmd.current_dir("/");
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // `dup2` and `fcntl`, which are async-signal-safe; it allocates nothing and
-    // touches no lock. `child_fd` is open in the child (inherited from the fork).
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep FD_CLOEXEC set; clear it instead.
-            let rc =
-                if child_fd == target { libc::fcntl(target, libc::F_SETFD, 0) } else { libc::dup2(child_fd, target) };
-            if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
-        });
-    }
-    let mut child = cmd.spawn()?;
-    drop(theirs);
+    let mut child = {
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+        fcntl(&theirs, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        let started = cmd.spawn();
+        // Closed here, still under the lock: no later start can inherit it.
+        drop(theirs);
+        started?
+    };
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward_stderr(stderr, child.id().unwrap_or(0)));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::Instant;
 
-use polyfaas_protocol::launch::{SOCKET_FD, WorkerLaunch};
+use polyfaas_protocol::launch::WorkerLaunch;
 use polyfaas_protocol::{Init, Language, Limits};
 use tracing::{info, warn};
 
@@ -36,7 +36,8 @@ impl Inner {
         let weak: Weak<Inner> = Arc::downgrade(&self);
         let bin = self.config.worker_bin.clone();
         let launch = WorkerLaunch {
-            fd: SOCKET_FD,
+            // Filled in by `process::spawn`: the number of the socket it hands over.
+            fd: -1,
             language,
             ruby_module: if language == Language::Ruby { self.config.ruby_module.clone() } else { None },
             parent_pid: Some(std::process::id()),

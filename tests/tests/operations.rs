@@ -396,6 +396,58 @@ fn a_data_dir_inside_a_0700_directory_serves_every_language_as_root() {
     );
 }
 
+/// A worker's socket is made inheritable for its own start only, and starts run
+/// one at a time (and a worker's first sandbox step closes any descriptor it was
+/// not meant to have): however many workers start at once (the blank workers of
+/// every language at start-up, then six functions' cold starts together), no
+/// worker holds another worker's socket, and each has its own on fd 3, where the
+/// attack tests' handlers find it.
+#[test]
+fn no_worker_holds_another_workers_socket() {
+    let server = Server::start(&[]);
+    let names: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let languages = ["hello-js", "hello-python", "hello-ruby"];
+    for (i, name) in names.iter().enumerate() {
+        let r = server.deploy(name, &common::dir_bundle(languages[i % languages.len()]));
+        assert_eq!(r.status, 201, "deploying {name}: {}", r.text());
+    }
+    std::thread::scope(|scope| {
+        for name in &names {
+            let server = &server;
+            scope.spawn(move || {
+                let r =
+                    server.call("POST", &format!("/fn/{name}?name=x"), &[("content-type", "application/json")], b"{}");
+                assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
+            });
+        }
+    });
+    let socket_of = |path: &Path| {
+        let target = std::fs::read_link(path).ok()?;
+        let text = target.to_string_lossy();
+        text.strip_prefix("socket:[").and_then(|rest| rest.strip_suffix(']')).map(str::to_string)
+    };
+    let mut holder: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut seen = 0;
+    for pid in server.worker_pids() {
+        // Workers are not dumpable: only root reads their descriptors.
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        seen += 1;
+        assert!(socket_of(Path::new(&format!("/proc/{pid}/fd/3"))).is_some(), "worker {pid} has no socket on fd 3");
+        for fd in fds.flatten() {
+            let Some(inode) = socket_of(&fd.path()) else { continue };
+            if let Some(other) = holder.insert(inode.clone(), pid)
+                && other != pid
+            {
+                panic!("workers {other} and {pid} both hold socket {inode}");
+            }
+        }
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(seen >= names.len(), "only {seen} workers could be looked at");
+    }
+}
+
 /// Started as `scripts/serve` starts it, with relative paths (`./data`, and a
 /// runtime cache beneath it by default): every runtime serves, although its
 /// workers start in `/`, not in the server's working directory.

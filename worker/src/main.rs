@@ -37,6 +37,8 @@ fn main() -> Result<()> {
         LaunchMode::Serve(launch) => launch,
     };
     let WorkerLaunch { fd, language, ruby_module, parent_pid, sandbox: sandbox_config } = *launch;
+    // Below 3 is stdio, never a socket the supervisor handed over.
+    anyhow::ensure!(fd >= SOCKET_FD, "--fd {fd} is a standard stream, not the supervisor's socket");
     // SAFETY: the supervisor passes the child's end of a socketpair as `--fd`, made
     // inheritable for this one start; nothing else in this process knows the number,
     // so this `OwnedFd` is its only owner. A wrong number fails at the first read.

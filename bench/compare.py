@@ -21,7 +21,6 @@ import importlib.machinery
 import importlib.util
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def main():
                 server, base = start(procs, binary_dir, tmp / "data")
                 for function, bundle, _, _ in chosen:
                     run.deploy(base, function, bundle)
-                meter = run.CpuMeter(server.pid, base)
+                meter = run.CpuMeter(server.pid, lambda: [w["pid"] for w in run.workers(base)])
                 for scenario, path in scenarios:
                     try:
                         row = run.wrk(f"{base}{path}", meter=meter)

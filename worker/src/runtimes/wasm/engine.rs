@@ -30,11 +30,14 @@ pub fn new_engine() -> Result<Engine> {
         .total_stacks(0)
         .max_memory_size(MAX_MEMORY_BYTES);
     // Memory slots are reset with `madvise` (the default), not kept resident and
-    // reset by `memset`: measured under load with hello-wasm, keeping 2 MiB
-    // resident (with or without PAGEMAP_SCAN) cost ~30 µs more per invocation
-    // than the ~7 page faults a fresh slot takes, because the reset rewrites the
-    // whole 1 MiB stack region. A table is small (8 bytes an entry, reset only
-    // as far as it is long): `memset` saves a `madvise` and a page fault each time.
+    // reset by `memset`: measured under load, keeping 2 MiB resident (with or
+    // without PAGEMAP_SCAN) cost 30–60 µs more per invocation than the 6 page
+    // faults a fresh slot takes, because the reset rewrites the guest's whole
+    // 1 MiB stack region. Without PAGEMAP_SCAN it rewrites the first 2 MiB
+    // whatever was touched; with it, Linux (6.18) reports never-touched pages of
+    // a mapping not registered with userfaultfd as written too, so the scan
+    // finds the same range. A table is small (8 bytes an entry, reset only as
+    // far as it is long): `memset` saves a `madvise` and a page fault each time.
     pool.table_keep_resident(TABLE_KEEP_RESIDENT);
 
     let mut config = Config::new();

@@ -239,6 +239,11 @@ impl Logs {
         }
     }
 
+    /// How many entries wait to be shipped.
+    pub fn outgoing_len(&self) -> usize {
+        self.lock().outbox.as_ref().map_or(0, |outbox| outbox.queue.len())
+    }
+
     /// Takes the oldest unshipped entries, at most `max_bytes` of them (always
     /// at least one, if there is one).
     pub fn take_outgoing(&self, max_bytes: usize) -> Vec<Outgoing> {
@@ -342,6 +347,26 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 /// The start of a handler's logs for the server's own log line: at most `max`
 /// bytes, on one line, with control and bidi characters escaped (a handler must
 /// not forge server log lines), and how much was left out.
+/// The entries of `batch` that survive keeping each function's newest `keep`,
+/// in the batch's order. The shipper writes only these: the rest would be
+/// deleted by the retention trim of the same transaction, unseen by any reader,
+/// and at a few thousand invocations a second writing them was most of the
+/// database's work.
+pub fn newest_per_function(batch: &[Outgoing], keep: usize) -> Vec<&Outgoing> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut kept: Vec<&Outgoing> = batch
+        .iter()
+        .rev()
+        .filter(|(function, _)| {
+            let n = seen.entry(&**function).or_default();
+            *n += 1;
+            *n <= keep
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
 pub fn excerpt(text: &str, max: usize) -> String {
     let (start, cut) = crate::logging::cut(text.trim_end(), max);
     let more = if cut > 0 { format!(" … {cut} more bytes") } else { String::new() };

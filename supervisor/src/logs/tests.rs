@@ -149,3 +149,19 @@ fn excerpts_are_bounded_and_escaped() {
     let long = "x".repeat(5000);
     assert_eq!(excerpt(&long, 2048), format!("{} … 2952 more bytes", "x".repeat(2048)));
 }
+
+#[test]
+fn a_batch_keeps_only_each_functions_newest_entries_in_order() {
+    let logs = Logs::new(1 << 20, "n", Keep::AndShip);
+    for i in 0..10 {
+        logs.record(if i % 3 == 0 { "a" } else { "b" }, entry(&i.to_string()));
+    }
+    assert_eq!(logs.outgoing_len(), 10);
+    let batch = logs.take_outgoing(usize::MAX);
+    assert_eq!(logs.outgoing_len(), 0);
+    let texts = |kept: Vec<&Outgoing>| kept.iter().map(|(f, e)| format!("{f}{}", e.text)).collect::<Vec<_>>();
+    // In the batch: a0 b1 b2 a3 b4 b5 a6 b7 b8 a9.
+    assert_eq!(texts(newest_per_function(&batch, 2)), ["a6", "b7", "b8", "a9"]);
+    assert_eq!(texts(newest_per_function(&batch, 100)).len(), 10);
+    assert!(newest_per_function(&batch, 0).is_empty());
+}

@@ -24,8 +24,12 @@ const COLUMNS: &str = "id, node, request_id, at_unix, version, outcome, status, 
 
 impl Db {
     /// Writes a batch of entries, then trims each function it touched to its
-    /// newest `keep` rows, and notifies [`LOG_CHANNEL`] — one transaction.
+    /// newest `keep` rows, and notifies [`LOG_CHANNEL`] — one transaction. Of a
+    /// function with more than `keep` entries in the batch, only its newest
+    /// `keep` are written ([`crate::logs::newest_per_function`]).
     pub async fn insert_logs(&self, batch: &[Outgoing], keep: usize) -> Result<(), Unavailable> {
+        // Rows the trim below would delete unseen are not written at all.
+        let batch = crate::logs::newest_per_function(batch, keep);
         if batch.is_empty() {
             return Ok(());
         }

@@ -344,9 +344,6 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
     (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 
-/// The start of a handler's logs for the server's own log line: at most `max`
-/// bytes, on one line, with control and bidi characters escaped (a handler must
-/// not forge server log lines), and how much was left out.
 /// The entries of `batch` that survive keeping each function's newest `keep`,
 /// in the batch's order. The shipper writes only these: the rest would be
 /// deleted by the retention trim of the same transaction, unseen by any reader,
@@ -367,6 +364,9 @@ pub fn newest_per_function(batch: &[Outgoing], keep: usize) -> Vec<&Outgoing> {
     kept
 }
 
+/// The start of a handler's logs for the server's own log line: at most `max`
+/// bytes, on one line, with control and bidi characters escaped (a handler must
+/// not forge server log lines), and how much was left out.
 pub fn excerpt(text: &str, max: usize) -> String {
     let (start, cut) = crate::logging::cut(text.trim_end(), max);
     let more = if cut > 0 { format!(" … {cut} more bytes") } else { String::new() };

@@ -118,6 +118,33 @@ class CpuMeter:
                 "worker_faults_per_request": faults / max(requests, 1)}
 
 
+class StoreMeter:
+    """The machine's CPU per request, and a database's: the server process
+    `pid` and its children, alive or reaped (PostgreSQL's backends)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def cpu(self):
+        children = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                        children.append(int(d.name))
+                except (OSError, ValueError, IndexError):
+                    pass
+        own = (cpu_seconds(self.pid) or 0.0) + (cpu_seconds(self.pid, reaped_children=True) or 0.0)
+        return own + sum(cpu_seconds(c) or 0.0 for c in children)
+
+    def start(self):
+        self.before, self.busy = self.cpu(), machine_busy_seconds()
+
+    def stop(self, requests):
+        per = lambda s: 1e6 * s / max(requests, 1)
+        return {"machine_us": per(machine_busy_seconds() - self.busy), "store_us": per(self.cpu() - self.before)}
+
+
 def wrk(url, method="GET", body=BODY, lua=None, meter=None, connections=CONNECTIONS):
     script = lua or lua_file(LUA_FIXED.format(method=method, body=json.dumps(body.decode())))
     base = ["wrk", "-t1", f"-c{connections}", "--latency", "-s", script]

@@ -3,7 +3,7 @@ behind nginx (deploy/nginx/polyfaas.conf), on this same machine.
 
 Prints two things: warm throughput through the balancer with its ratio to the
 single node measured earlier in the same run (the cost of the extra hop and of
-three pools sharing the cores), and how long a deploy made on one node takes to
+three pools sharing the cores) and PostgreSQL's CPU per request, and how long a deploy made on one node takes to
 be served by the two others (p50 and p99 over PROPAGATION_RUNS deploys;
 target p99 <= 1 s).
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import nginx  # bench/nginx.py, beside this file
+from measure import StoreMeter  # bench/measure.py: the database's CPU per request
 
 PROPAGATION_RUNS = 20
 
@@ -118,7 +119,8 @@ def run(ctx):
             if time.time() > deadline:
                 raise RuntimeError("hello-wasm did not reach every node")
             time.sleep(0.05)
-        row = ctx["measure"](f"3 nodes behind nginx (one PostgreSQL store): hello-wasm", f"{lb}/fn/hello-wasm")
+        row = ctx["measure"](f"3 nodes behind nginx (one PostgreSQL store): hello-wasm", f"{lb}/fn/hello-wasm",
+                             StoreMeter(pg.proc.pid))
         prop = propagation(ctx["deploy"], ctx["request"], ctx["script_bundle"], nodes)
         return row, prop
     finally:

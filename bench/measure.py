@@ -51,12 +51,20 @@ def to_ms(text):
     return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[unit]
 
 
+def stat_fields(pid):
+    """/proc/<pid>/stat after the command name (field 3, the state, is [0]), or
+    None if the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def cpu_seconds(pid, reaped_children=False):
     """utime + stime of a process (all its threads), or None if it is gone; or
     the same summed over its children that it has reaped."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
     first = 13 if reaped_children else 11
     return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
@@ -65,11 +73,8 @@ def cpu_seconds(pid, reaped_children=False):
 def minor_faults(pid, reaped_children=False):
     """Minor page faults of a process (all its threads), or None if it is gone;
     or the same summed over its children that it has reaped."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[8 if reaped_children else 7])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[8 if reaped_children else 7])
 
 
 def machine_busy_seconds():
@@ -126,14 +131,8 @@ class StoreMeter:
         self.pid = pid
 
     def cpu(self):
-        children = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
-                        children.append(int(d.name))
-                except (OSError, ValueError, IndexError):
-                    pass
+        children = [int(d.name) for d in Path("/proc").iterdir()
+                    if d.name.isdigit() and (stat_fields(d.name) or [None, None])[1] == str(self.pid)]
         own = (cpu_seconds(self.pid) or 0.0) + (cpu_seconds(self.pid, reaped_children=True) or 0.0)
         return own + sum(cpu_seconds(c) or 0.0 for c in children)
 

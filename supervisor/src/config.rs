@@ -136,6 +136,9 @@ pub struct Settings {
     /// startup to what the open-file limit leaves room for [default: 10000]
     #[arg(long, env = "POLYFAAS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Threads that serve HTTP (and exchange with workers) [default: half the CPUs, at least 1]
+    #[arg(long, env = "POLYFAAS_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
     /// How long a new connection has to send its first request's headers, in ms; then 408 and closed [default: 5000]
     #[arg(long, env = "POLYFAAS_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
@@ -205,6 +208,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
     pub max_connections: usize,
+    pub http_threads: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub admin_listen: Option<SocketAddr>,
@@ -297,6 +301,7 @@ impl Settings {
             log_format: self.log_format.unwrap_or(LogFormat::Plain),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms.unwrap_or(30_000)),
             max_connections: self.max_connections.unwrap_or(10_000),
+            http_threads: self.http_threads.unwrap_or_else(default_http_threads),
             header_timeout: Duration::from_millis(self.header_timeout_ms.unwrap_or(5_000)),
             body_timeout: Duration::from_millis(self.body_timeout_ms.unwrap_or(60_000)),
             admin_listen: self.admin_listen,
@@ -345,6 +350,9 @@ impl Config {
         if self.max_connections == 0 {
             bail!("max-connections must be at least 1");
         }
+        if self.http_threads == 0 {
+            bail!("http-threads must be at least 1");
+        }
         if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
             bail!("header-timeout-ms and body-timeout-ms must be at least 1");
         }
@@ -358,6 +366,14 @@ impl Config {
 }
 
 /// The first line of a token file.
+/// Half the CPUs, at least one. The supervisor is about a third of an
+/// invocation's CPU (the worker most of the rest), and each HTTP thread beyond what
+/// it needs costs wakeups: on 2 cores, one thread instead of two took the
+/// supervisor's CPU per request down 21–27% (README, Performance).
+fn default_http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 fn read_token(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading admin token file {}", file.display()))?;
     Ok(text.lines().next().unwrap_or_default().trim().to_string())
@@ -409,15 +425,18 @@ mod tests {
         assert!(Settings { workers: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { timeout_ms: Some(999_999), ..Default::default() }.resolve().is_err());
         assert!(Settings { max_connections: Some(0), ..Default::default() }.resolve().is_err());
+        assert!(Settings { http_threads: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { header_timeout_ms: Some(0), ..Default::default() }.resolve().is_err());
     }
 
     #[test]
     fn connection_settings_come_from_the_file_too() {
         let file: Settings =
-            toml::from_str("max-connections = 500\nheader-timeout-ms = 2000\nbody-timeout-ms = 9000").expect("toml");
+            toml::from_str("max-connections = 500\nheader-timeout-ms = 2000\nbody-timeout-ms = 9000\nhttp-threads = 3")
+                .expect("toml");
         let c = Settings::default().or(file).expect("merge").resolve().expect("valid");
         assert_eq!(c.max_connections, 500);
+        assert_eq!(c.http_threads, 3);
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.body_timeout, Duration::from_secs(9));
         let d = Settings::default().resolve().expect("defaults");
@@ -425,6 +444,8 @@ mod tests {
             (d.max_connections, d.header_timeout, d.body_timeout.as_secs()),
             (10_000, Duration::from_secs(5), 60)
         );
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(d.http_threads, (cpus / 2).max(1), "half the CPUs, at least one");
     }
 
     #[test]

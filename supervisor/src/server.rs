@@ -146,7 +146,7 @@ pub(crate) async fn run(mut config: Config) -> Result<()> {
     }
     // actix counts connections per HTTP thread; the threads are set here so the
     // per-thread caps add up to at most `connections`.
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = config.http_threads;
     let header_timeout = config.header_timeout;
     // Between requests a connection gets the keep-alive wait and then the next
     // request's headers; writing an answer gets as long as reading a body.

@@ -365,15 +365,16 @@ impl Config {
     }
 }
 
-/// The first line of a token file.
 /// Half the CPUs, at least one. The supervisor is about a third of an
 /// invocation's CPU (the worker most of the rest), and each HTTP thread beyond what
 /// it needs costs wakeups: on 2 cores, one thread instead of two took the
-/// supervisor's CPU per request down 21–27% (README, Performance).
+/// supervisor's CPU per request down by a third or more, and its context switches
+/// per request by half (README, Performance).
 fn default_http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
+/// The first line of a token file.
 fn read_token(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading admin token file {}", file.display()))?;
     Ok(text.lines().next().unwrap_or_default().trim().to_string())

@@ -121,6 +121,13 @@ pub(super) async fn forward_stderr(mut stderr: tokio::process::ChildStderr, pid:
     let mut lines = LineSplitter::default();
     let mut dropped = Dropped::default();
     let emit = |line: &[u8], cut: usize, dropped: &mut Dropped| {
+        // A line the log's filter would discard costs no budget and is not
+        // counted as dropped: with RUST_LOG=warn, a burst of worker starts
+        // (each logs its sandbox's layers at INFO) would otherwise be reported
+        // as output lost, and leave no budget for what follows.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
         let allowed = STDERR_BUDGET
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -173,6 +180,54 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].0.len(), out[0].1), (STDERR_LINE_MAX, 5 * STDERR_LINE_MAX));
         assert_eq!(out[1], (b"next".to_vec(), 0));
+    }
+
+    /// Counts the events that reach the log, by level.
+    #[derive(Clone, Default)]
+    struct Counts(std::sync::Arc<Mutex<(usize, usize)>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counts {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if *event.metadata().level() == tracing::Level::WARN {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+    }
+
+    /// (INFO lines, WARN lines) logged while forwarding a flood of 4 MB of
+    /// stderr (more than the burst) under a log filter at `level`.
+    fn forward_flood(level: tracing::level_filters::LevelFilter) -> (usize, usize) {
+        use tracing_subscriber::{Layer, layer::SubscriberExt};
+        let counts = Counts::default();
+        let subscriber = tracing_subscriber::registry().with(counts.clone().with_filter(level));
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async {
+                let mut child = tokio::process::Command::new("sh")
+                    .args(["-c", "head -c 4000000 /dev/zero | tr '\\0' x | fold -w 99 >&2"])
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("sh");
+                let stderr = child.stderr.take().expect("piped stderr");
+                forward_stderr(stderr, 1).await;
+                child.wait().await.expect("sh exits");
+            });
+        });
+        *counts.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn lines_the_filter_discards_are_neither_charged_nor_reported_as_dropped() {
+        use tracing::level_filters::LevelFilter;
+        // At WARN, nothing of the flood is logged, and no loss is reported.
+        assert_eq!(forward_flood(LevelFilter::WARN), (0, 0));
+        // At INFO, the burst is logged, the rest dropped and reported.
+        let (info, warn) = forward_flood(LevelFilter::INFO);
+        assert!(info > 0 && info < 40_000, "{info} lines let through");
+        assert!(warn > 0, "the dropped lines were reported");
     }
 
     #[test]

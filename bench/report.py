@@ -44,7 +44,7 @@ def report(results, cold_runs):
     for r in rows:
         base = r.get("baseline")
         # Rows measured in rounds carry their own (the median of each round's);
-        # the 3-node row is one run against the single node's row.
+        # the 3-node row, its rounds' median against the single node's row.
         ratio = r["ratio"] if r.get("ratio") is not None else (r["rps"] / base["rps"] if base else None)
         r["ratio"] = ratio
         target = ""

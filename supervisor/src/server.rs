@@ -146,7 +146,7 @@ pub(crate) async fn run(mut config: Config) -> Result<()> {
     }
     // actix counts connections per HTTP thread; the threads are set here so the
     // per-thread caps add up to at most `connections`.
-    let threads = config.http_threads;
+    let threads = http_threads(config.http_threads, connections);
     let header_timeout = config.header_timeout;
     // Between requests a connection gets the keep-alive wait and then the next
     // request's headers; writing an answer gets as long as reading a body.
@@ -304,6 +304,13 @@ const SERVER_TASKS: u64 = 64;
 /// is also a process (and a network namespace) for the kernel to keep.
 const MAX_PROCESSES: usize = 4096;
 
+/// HTTP threads to run: `wanted`, but never more than there are connections to
+/// share among them, so that each thread's cap (at least one connection) still
+/// adds up to at most `connections`.
+fn http_threads(wanted: usize, connections: usize) -> usize {
+    wanted.min(connections).max(1)
+}
+
 fn connection_cap(wanted: usize, open_files: u64, processes: usize) -> usize {
     let reserved = 128 + 4 * processes as u64;
     let room = usize::try_from(open_files.saturating_sub(reserved) / 2).unwrap_or(usize::MAX);
@@ -448,6 +455,15 @@ mod tests {
         // A container with a pid limit of 1,024 tasks: (1024 - 64) / 6.
         assert_eq!(process_cap(65_536, Some(1024), 8), 160);
         assert_eq!(process_cap(65_536, Some(10), 8), 16);
+    }
+
+    #[test]
+    fn http_threads_never_outnumber_the_connections_they_share() {
+        assert_eq!(http_threads(1, 10_000), 1);
+        assert_eq!(http_threads(8, 10_000), 8);
+        // 64 threads for 16 connections: per-thread caps of one would add up to 64.
+        assert_eq!(http_threads(64, 16), 16);
+        assert_eq!(http_threads(0, 16), 1);
     }
 
     #[test]

@@ -275,3 +275,34 @@ fn script_deadlines_are_504s_and_the_server_carries_on() {
         );
     }
 }
+
+/// JavaScript's request maps (query, headers) come from the host on first use,
+/// and only while their own invocation runs: a `ctx` a handler keeps never reads
+/// a later caller's headers, while an async handler reads its own after `await`.
+#[test]
+fn a_kept_javascript_ctx_never_reads_a_later_request() {
+    let server = Server::start(&[]);
+    let code = r#"
+let kept = null;
+async function handler(ctx) {
+  if (kept === null) { kept = ctx; return { kept: true }; }
+  await null;
+  const mine = ctx.request().getHeader("x-secret");
+  let stale;
+  try { stale = kept.request().getHeader("x-secret"); } catch (e) { stale = "refused: " + e.message; }
+  return { mine, stale, q: ctx.request().getParam("q"), list: ctx.request().headers().length > 0 };
+}
+handler
+"#;
+    deploy_ok(&server, "keeper", &inline_bundle("js", code));
+    assert_eq!(server.invoke("keeper", &json!({})).json(), json!({"kept": true}));
+    let r = server.call("POST", "/fn/keeper?q=1", &[("x-secret", "second caller's")], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = r.json();
+    assert_eq!(
+        (out["mine"].as_str(), out["q"].as_str(), out["list"].as_bool()),
+        (Some("second caller's"), Some("1"), Some(true))
+    );
+    let stale = out["stale"].as_str().unwrap_or_default();
+    assert!(stale.starts_with("refused: ") && stale.contains("ended"), "{out}");
+}

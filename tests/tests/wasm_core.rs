@@ -202,6 +202,43 @@ fn user_code_runs_in_a_worker_not_in_the_server() {
     }
 }
 
+/// The environment reaches a module through polyfaas's own `environ_get` and
+/// `environ_sizes_get`: the same variables as the standard library sees, at the
+/// pointers the module gave; a pointer past its memory or misaligned is a trap
+/// (a 502 for that call alone), never a write elsewhere.
+#[test]
+fn the_raw_environment_calls_check_every_pointer() {
+    let server = Server::start(&[]);
+    let meta = r#"{"language":"wasm","entrypointFile":"testkit-wasm.wasm","env":{"GREETING":"hej"}}"#;
+    assert_eq!(server.deploy("testkit", &wasm_bundle("testkit-wasm", Some(meta))).status, 201);
+    let headers = [("content-type", "application/json"), ("x-my-header", "a=b")];
+    let seen = server.call("POST", "/fn/testkit?x=1", &headers, br#"{"action":"env"       }"#).json(); // as long as the next body
+    let raw = server.call("POST", "/fn/testkit?x=1", &headers, br#"{"action":"environRaw"}"#).json();
+    let raw: Vec<&str> = raw.as_array().expect("a list").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(raw.first(), Some(&"GREETING=hej"), "the function's own env first: {raw:?}");
+    assert!(raw.contains(&"HTTP_X_MY_HEADER=a=b") && raw.contains(&"QUERY_STRING=x=1"), "{raw:?}");
+    let listed: std::collections::BTreeMap<&str, &str> = raw.iter().filter_map(|v| v.split_once('=')).collect();
+    for (name, value) in seen.as_object().expect("env object") {
+        assert_eq!(Some(value.as_str().unwrap_or_default()), listed.get(name.as_str()).copied(), "{name}");
+    }
+
+    for bad in [
+        json!({"action": "environAt", "count": 0xffff_fff0u32, "size": 16}),
+        json!({"action": "environAt", "count": 16, "size": 18}),
+        json!({"action": "environAt", "pointers": 16, "buf": 0xffff_ff00u32}),
+        json!({"action": "environAt", "pointers": 0xffff_fffcu32, "buf": 16}),
+        json!({"action": "environAt", "pointers": 17, "buf": 64}),
+    ] {
+        let r = server.invoke("testkit", &bad);
+        assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{bad}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap_or("").contains("pointer"), "{bad}: {}", r.text());
+    }
+    // In bounds and aligned (low memory is the module's own to scribble on): fine.
+    let r = server.invoke("testkit", &json!({"action": "environAt", "count": 16, "size": 20}));
+    assert_eq!(r.json(), json!({"errno": 0}), "{}", r.text());
+    assert_eq!(server.invoke("testkit", &json!({"x": 1})).json(), json!({"x": 1}), "still serving");
+}
+
 /// 200 concurrent invocations, 4 running at once: every one answered, with its own input.
 #[test]
 fn many_concurrent_invocations_queue_and_none_get_mixed_up() {

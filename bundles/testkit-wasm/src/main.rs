@@ -7,7 +7,8 @@
 //! (busy loop forever), `alloc` (`mb` megabytes), `recurse` (until the stack
 //! runs out), `print` (`bytes` bytes of output), `flood` (`bytes` of logs),
 //! `headers` (CGI status + header), `raw` (print `text` as it is: CGI headers and
-//! body of the test's choosing), and the hostile ones of tests/tests/hostile.rs.
+//! body of the test's choosing), `environRaw` / `environAt` (the raw WASI
+//! environment calls), and the hostile ones of tests/tests/hostile.rs.
 
 use std::io::{Read, Write};
 
@@ -80,11 +81,62 @@ fn main() {
         "connect" => {
             attempt(std::net::TcpStream::connect(("127.0.0.1", num("port") as u16)).map(|_| "connected".into()))
         }
+        // The environment through the raw WASI calls: with the guest's own
+        // buffers (`environRaw`: what they hand over), or at pointers of the
+        // test's choosing (`environAt`: bad ones must trap).
+        "environRaw" => print!("{}", serde_json::Value::from(environ_raw())),
+        "environAt" => {
+            let at = |k: &str| input.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+            // SAFETY: WASI checks the pointers against this module's memory (that is
+            // what the test asks of it); nothing here reads what it wrote.
+            let errno = unsafe {
+                if input.get("count").is_some() {
+                    raw::environ_sizes_get(at("count"), at("size"))
+                } else {
+                    raw::environ_get(at("pointers"), at("buf"))
+                }
+            };
+            print!("{{\"errno\":{errno}}}");
+        }
         "fork" | "spawn" | "killParent" => {
             print!("{}", serde_json::json!({"ok": false, "error": "WASI preview 1 offers no such call"}))
         }
         _ => print!("{input}"),
     }
+}
+
+/// The raw WASI preview 1 environment calls, under names of their own.
+mod raw {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        #[link_name = "environ_sizes_get"]
+        pub fn environ_sizes_get(count: u32, size: u32) -> i32;
+        #[link_name = "environ_get"]
+        pub fn environ_get(pointers: u32, buf: u32) -> i32;
+    }
+}
+
+/// The environment as `environ_get` hands it over, each `NAME=value` read at the
+/// pointer the host wrote for it.
+fn environ_raw() -> Vec<String> {
+    let (mut count, mut size) = (0u32, 0u32);
+    // SAFETY: two valid, aligned `u32`s of this module's memory.
+    let errno = unsafe { raw::environ_sizes_get(&mut count as *mut u32 as u32, &mut size as *mut u32 as u32) };
+    assert_eq!(errno, 0, "environ_sizes_get");
+    let mut pointers = vec![0u32; count as usize];
+    let mut buf = vec![0u8; size as usize];
+    // SAFETY: room for `count` pointers and `size` bytes, as the host just said.
+    let errno = unsafe { raw::environ_get(pointers.as_mut_ptr() as u32, buf.as_mut_ptr() as u32) };
+    assert_eq!(errno, 0, "environ_get");
+    let start = buf.as_ptr() as u32;
+    pointers
+        .iter()
+        .map(|p| {
+            let from = (p - start) as usize;
+            let len = buf[from..].iter().position(|b| *b == 0).expect("NUL-terminated");
+            String::from_utf8_lossy(&buf[from..from + len]).into_owned()
+        })
+        .collect()
 }
 
 /// Prints whether a hostile operation worked.

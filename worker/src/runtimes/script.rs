@@ -28,18 +28,16 @@ pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
 
 /// The request envelope as a JSON value, for a runtime that builds its objects
 /// natively instead of parsing the text.
-pub fn request_value(function: &str, request: &HttpRequest) -> Value {
-    let mut query = Map::new();
-    for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
-        query.entry(k.into_owned()).or_insert(Value::String(v.into_owned()));
+fn request_value(function: &str, request: &HttpRequest) -> Value {
+    let mut envelope = request_head(function, request);
+    if let (Value::Object(head), Value::Object(parts)) = (&mut envelope, request_parts(request)) {
+        head.extend(parts);
     }
-    let mut headers = Map::new();
-    let mut header_list = Vec::with_capacity(request.headers.len());
-    for (k, v) in &request.headers {
-        let name = k.to_ascii_lowercase();
-        header_list.push(json!([name, v]));
-        headers.entry(name).or_insert(Value::String(v.clone()));
-    }
+    envelope
+}
+
+/// The envelope's scalar half: `function`, `method`, `path`, `rawQuery`, `body`, `bodyBase64`.
+pub fn request_head(function: &str, request: &HttpRequest) -> Value {
     let (body, body_base64) = match std::str::from_utf8(&request.body) {
         Ok(text) => (Value::String(text.to_owned()), Value::Null),
         Err(_) => (
@@ -51,26 +49,53 @@ pub fn request_value(function: &str, request: &HttpRequest) -> Value {
         "function": function,
         "method": request.method,
         "path": request.path,
-        "query": query,
         "rawQuery": request.query,
-        "headers": headers,
-        "headerList": header_list,
         "body": body,
         "bodyBase64": body_base64,
     })
+}
+
+/// The envelope's maps: `query`, `headers` and `headerList`.
+pub fn request_parts(request: &HttpRequest) -> Value {
+    let mut query = Map::new();
+    for (k, v) in form_urlencoded::parse(request.query.as_bytes()) {
+        query.entry(k.into_owned()).or_insert(Value::String(v.into_owned()));
+    }
+    let mut headers = Map::new();
+    let mut header_list = Vec::with_capacity(request.headers.len());
+    for (k, v) in &request.headers {
+        let name = k.to_ascii_lowercase();
+        header_list.push(json!([name, v]));
+        headers.entry(name).or_insert(Value::String(v.clone()));
+    }
+    json!({ "query": query, "headers": headers, "headerList": header_list })
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ResponseEnvelope {
     ended: bool,
+    #[serde(default, deserialize_with = "whole_status")]
     status: Option<u16>,
     #[serde(default)]
     headers: Vec<(String, String)>,
     body: Option<String>,
     value: Option<Value>,
+    /// Instead of `value`: the returned value as the body already (the string
+    /// itself when `is_string`, else its JSON text). JavaScript's prelude sends it.
+    value_text: Option<String>,
     #[serde(default)]
     is_string: bool,
+}
+
+/// A status as JavaScript hands its numbers over (`201.0` from `Number(n)`):
+/// whole and within `u16`, else refused.
+fn whole_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&n) => Ok(Some(n as u16)),
+        Some(n) => Err(serde::de::Error::custom(format!("status {n} is not a whole number from 0 to 65535"))),
+    }
 }
 
 /// Turns the prelude's response envelope into an HTTP response.
@@ -78,12 +103,6 @@ struct ResponseEnvelope {
 /// # Errors
 /// A message if the envelope is not what the prelude writes (a bug, or user code
 /// that tampered with the prelude).
-pub fn response_from_envelope(text: &str) -> Result<HttpResponse, String> {
-    let env: ResponseEnvelope = serde_json::from_str(text).map_err(|e| format!("malformed response envelope: {e}"))?;
-    Ok(response_from(env))
-}
-
-/// The same, from an envelope already parsed as part of a larger answer.
 pub fn response_from_value(value: Value) -> Result<HttpResponse, String> {
     let env: ResponseEnvelope =
         serde_json::from_value(value).map_err(|e| format!("malformed response envelope: {e}"))?;
@@ -102,10 +121,12 @@ fn response_from(env: ResponseEnvelope) -> HttpResponse {
         return HttpResponse { status: env.status.unwrap_or(200), headers, body };
     }
     // Plain style: the returned value is the response.
-    let (body, content_type) = match env.value {
-        Some(Value::String(s)) if env.is_string => (s.into_bytes(), "text/plain; charset=utf-8"),
-        Some(v) => (v.to_string().into_bytes(), "application/json"),
-        None => (b"null".to_vec(), "application/json"),
+    let (body, content_type) = match (env.value_text, env.value) {
+        (Some(text), _) if env.is_string => (text.into_bytes(), "text/plain; charset=utf-8"),
+        (Some(json), _) => (json.into_bytes(), "application/json"),
+        (None, Some(Value::String(s))) if env.is_string => (s.into_bytes(), "text/plain; charset=utf-8"),
+        (None, Some(v)) => (v.to_string().into_bytes(), "application/json"),
+        (None, None) => (b"null".to_vec(), "application/json"),
     };
     if !has_type(&headers) {
         headers.push(("content-type".into(), content_type.into()));
@@ -256,14 +277,27 @@ mod tests {
     #[test]
     fn responder_and_plain_styles() {
         let r =
-            response_from_envelope(r#"{"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"}"#).expect("ok");
+            response_from_value(json!({"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"})).expect("ok");
         assert_eq!((r.status, r.body.as_slice()), (201, &b"hi"[..]));
         assert!(r.headers.contains(&("x-a".into(), "b".into())));
-        let r = response_from_envelope(r#"{"ended":false,"value":{"a":1}}"#).expect("ok");
+        let r = response_from_value(json!({"ended":false,"value":{"a":1}})).expect("ok");
         assert_eq!(r.body, br#"{"a":1}"#);
-        let r = response_from_envelope(r#"{"ended":false,"value":"text","isString":true}"#).expect("ok");
+        let r = response_from_value(json!({"ended":false,"value":"text","isString":true})).expect("ok");
         assert_eq!(r.body, b"text");
         assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
+        // JavaScript's form: the value as its text already.
+        let r = response_from_value(json!({"ended":false,"valueText":"{\"a\":1}","isString":false})).expect("ok");
+        assert_eq!(r.body, br#"{"a":1}"#);
+        assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
+        let r = response_from_value(json!({"ended":false,"valueText":"{\"a\":1}","isString":true})).expect("ok");
+        assert_eq!(r.body, br#"{"a":1}"#, "a string that looks like JSON is still text");
+        assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
+        assert!(response_from_value(json!({"ended":true,"status":70000})).is_err(), "not a status");
+        assert!(response_from_value(json!({"ended":true,"status":201.5})).is_err(), "not a status");
+        let r = response_from_value(json!({"ended":true,"status":201.0})).expect("a whole float");
+        assert_eq!(r.status, 201);
+        let r = response_from_value(json!({"ended":true,"status":null})).expect("NaN comes as null");
+        assert_eq!(r.status, 200);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! file, and calling the handler per invocation with its jobs and timers run to
 //! completion before the answer. Must never: read outside the bundle (module
 //! resolution is loader.rs/resolve.rs), or let one invocation's console output
-//! reach another's logs.
+//! or request (request.rs) reach another's.
 //!
 //! The entry file is, in this order: an ES module if it ends in `.mjs`, if the
 //! nearest `package.json` says `"type": "module"`, or if it has top-level
@@ -21,6 +21,7 @@
 mod jobs;
 mod json;
 mod loader;
+mod request;
 mod resolve;
 mod web;
 
@@ -39,8 +40,9 @@ use polyfaas_protocol::{FailureKind, HttpRequest, Init, Prepare, Stats};
 
 use self::jobs::Jobs;
 use self::loader::BundleLoader;
+use self::request::RequestParts;
 use self::resolve::{Format, normalize};
-use super::script::{LogBuffer, request_value, response_from_envelope};
+use super::script::{LogBuffer, request_head, response_from_value};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -78,6 +80,9 @@ pub struct JsFunctionRuntime {
     context: Context,
     handler: JsFunction,
     invoke: JsFunction,
+    /// The request's maps, for the prelude's `parts(seq)`.
+    parts: RequestParts,
+    parts_fn: JsFunction,
     jobs: Rc<Jobs>,
     logs: Rc<RefCell<LogBuffer>>,
     function: String,
@@ -143,7 +148,19 @@ fn load(entrypoint: &str, function: &str, max_output: usize, timeout: Duration) 
     }?;
     // The top level's console output belongs to no invocation; keep it out of the first.
     logs.borrow_mut().take();
-    Ok(JsFunctionRuntime { context, handler, invoke, jobs, logs, function: function.to_string(), cold: true })
+    let parts = RequestParts::default();
+    let parts_fn = parts.function(&mut context);
+    Ok(JsFunctionRuntime {
+        context,
+        handler,
+        invoke,
+        parts,
+        parts_fn,
+        jobs,
+        logs,
+        function: function.to_string(),
+        cold: true,
+    })
 }
 
 fn load_script(
@@ -267,12 +284,13 @@ fn install_console(context: &mut Context, logs: &Rc<RefCell<LogBuffer>>) -> JsRe
 }
 
 impl JsFunctionRuntime {
-    /// Calls the handler through the prelude; returns the response envelope.
+    /// Calls the handler through the prelude; returns the response envelope,
+    /// read off the prelude's object (`JsValue::to_json`, no JSON text).
     /// `Ok(None)`: the handler's promise had not settled when the jobs that
     /// could run before `deadline` were done.
-    fn call(&mut self, envelope: &serde_json::Value, deadline: Instant) -> JsResult<Option<String>> {
-        let request = JsValue::from_json(envelope, &mut self.context)?;
-        let args = [self.handler.clone().into(), request];
+    fn call(&mut self, head: &serde_json::Value, seq: u64, deadline: Instant) -> JsResult<Option<serde_json::Value>> {
+        let request = JsValue::from_json(head, &mut self.context)?;
+        let args = [self.handler.clone().into(), request, self.parts_fn.clone().into(), JsValue::from(seq as f64)];
         let mut result = self.invoke.call(&JsValue::undefined(), &args, &mut self.context)?;
         // Microtasks and timers queued by the handler run now; an async handler settles here.
         self.jobs.set_deadline(deadline);
@@ -284,10 +302,10 @@ impl JsFunctionRuntime {
                 PromiseState::Pending => return Ok(None),
             };
         }
-        result
-            .as_string()
-            .map(|s| Some(s.to_std_string_lossy()))
-            .ok_or_else(|| JsNativeError::typ().with_message("the prelude returned no envelope").into())
+        if !result.is_object() {
+            return Err(JsNativeError::typ().with_message("the prelude returned no envelope").into());
+        }
+        result.to_json(&mut self.context)
     }
 }
 
@@ -296,9 +314,10 @@ impl Runtime for JsFunctionRuntime {
         // Boa cannot be interrupted: the supervisor's hard deadline kills this
         // worker if the handler's own code runs past its timeout. Timers stop at it.
         let started = Instant::now();
-        let envelope = request_value(&self.function, &request);
-        drop(request);
-        let outcome = self.call(&envelope, started + deadline);
+        let head = request_head(&self.function, &request);
+        let seq = self.parts.begin(request);
+        let outcome = self.call(&head, seq, started + deadline);
+        self.parts.end();
         let cold = std::mem::replace(&mut self.cold, false);
         let overflowed = self.logs.borrow().overflowed();
         let mut logs = self.logs.borrow_mut().take();
@@ -320,8 +339,8 @@ impl Runtime for JsFunctionRuntime {
                 message: "the handler's promise never settled (nothing left to run: no timer, no pending job)".into(),
                 logs,
             }),
-            Ok(Some(text)) => {
-                let response = response_from_envelope(&text).map_err(|message| Failure {
+            Ok(Some(envelope)) => {
+                let response = response_from_value(envelope).map_err(|message| Failure {
                     kind: FailureKind::HandlerError,
                     message,
                     logs: Default::default(),

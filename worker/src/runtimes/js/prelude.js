@@ -13,26 +13,34 @@
     for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
     return out;
   }
-  // The answer's envelope, for the host.
+  // The answer's envelope, for the host, which reads it as it is (no JSON text
+  // in between: Boa's JSON.stringify was a third of a trivial call). A returned
+  // value that is not a string becomes its JSON text here, by JSON.stringify's
+  // rules (toJSON, functions dropped), as the body of a plain-style answer.
   function finish(res, value) {
-    return stringify({
+    const isString = typeof value === "string";
+    return {
       ended: res.ended, status: res.status, headers: res.headers, body: res.body,
-      value: value === undefined ? null : value, isString: typeof value === "string",
-    });
+      valueText: isString ? value : (value === undefined ? "null" : (stringify(value) ?? "null")), isString,
+    };
   }
-  function requestOf(req) {
+  // The request's maps (query, headers, headerList) come from the host on first
+  // use: `parts(seq)` answers only while invocation `seq` runs.
+  function requestOf(req, parts, seq) {
+    let maps = null;
+    const map = (name) => (maps === null ? (maps = parts(seq)) : maps)[name];
     return {
       getParam(name) {
         if (name === "name") return req.function;
-        const v = req.query[name];
+        const v = map("query")[name];
         return v === undefined ? null : v;
       },
       getHeader(name) {
-        const v = req.headers[String(name).toLowerCase()];
+        const v = map("headers")[String(name).toLowerCase()];
         return v === undefined ? null : v;
       },
       query() { return req.rawQuery; },
-      headers() { return req.headerList; },
+      headers() { return map("headerList"); },
       method() { return req.method; },
       path() { return req.path; },
     };
@@ -49,15 +57,15 @@
     };
     return response;
   }
-  // `req` is the request envelope, already an object: the host builds it
+  // `req` is the request envelope's head, already an object: the host builds it
   // natively (Boa's JSON.parse runs its full JavaScript parser). The request
   // and response objects are made on first use: each of their methods is a
   // closure, and a handler that answers with `ctx.json` never needs the second.
-  function invoke(handler, req) {
+  function invoke(handler, req, parts, seq) {
     const res = { ended: false, status: 200, headers: [], body: null };
     let request = null, response = null;
     const ctx = {
-      request() { return request === null ? (request = requestOf(req)) : request; },
+      request() { return request === null ? (request = requestOf(req, parts, seq)) : request; },
       response() { return response === null ? (response = responseOf(res)) : response; },
       body() { return req.body; },
       bodyBytes() { return bytesOf(req); },

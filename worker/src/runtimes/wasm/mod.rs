@@ -13,6 +13,7 @@
 //! request to the next.
 
 mod engine;
+mod environ;
 mod wagi;
 
 pub use self::engine::{artifact_name, new_engine};
@@ -28,6 +29,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
+use self::environ::Environ;
 use super::deadline::DeadlineClock;
 use super::{Completed, Failure, Runtime};
 
@@ -42,6 +44,7 @@ impl WasmBlank {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         p1::add_to_linker_sync(&mut linker, |state: &mut InvocationState| &mut state.wasi)?;
+        environ::shadow_in(&mut linker)?;
         Ok(Self { engine, linker })
     }
 
@@ -82,7 +85,13 @@ impl WasmBlank {
             function: init.function.clone(),
             pre,
             entry,
-            env: init.env.clone(),
+            env: {
+                let mut env = Environ::default();
+                for (name, value) in &init.env {
+                    env.push(name, value);
+                }
+                env
+            },
             argv: std::iter::once(init.function.clone()).chain(init.wasm.args.iter().cloned()).collect(),
             options: init.wasm.clone(),
             memory_bytes: usize::try_from(init.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
@@ -126,6 +135,8 @@ impl Entry {
 /// What one invocation's `Store` holds.
 struct InvocationState {
     wasi: WasiP1Ctx,
+    /// The module's environment: served by [`environ`], not by `wasi`.
+    environ: Environ,
     memory: MemoryCap,
 }
 
@@ -156,7 +167,9 @@ pub struct WasmFunction {
     function: String,
     pre: InstancePre<InvocationState>,
     entry: Entry,
-    env: Vec<(String, String)>,
+    /// The function's own environment (`metadata.json` `env`), which each
+    /// invocation's CGI variables follow.
+    env: Environ,
     /// The function's name, then its `args`.
     argv: Vec<String>,
     options: WasmOptions,
@@ -173,16 +186,15 @@ impl Runtime for WasmFunction {
         // the guest notices its writes failing.
         let stdout = MemoryOutputPipe::new(self.max_output.saturating_add(1));
         let stderr = MemoryOutputPipe::new(self.max_output.saturating_add(1));
-        let mut env = self.env.clone();
-        env.extend(wagi::request_env(&self.function, &request));
+        let mut environ = Environ::extending(&self.env, 512);
+        wagi::request_env(&self.function, &request, &mut environ);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(request.body))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .args(&self.argv)
-            .envs(&env)
             .build_p1();
-        let state = InvocationState { wasi, memory: MemoryCap { max_bytes: self.memory_bytes, hit: false } };
+        let state = InvocationState { wasi, environ, memory: MemoryCap { max_bytes: self.memory_bytes, hit: false } };
         let mut store = Store::new(self.pre.module().engine(), state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
@@ -258,7 +270,9 @@ fn classify(err: &wasmtime::Error, memory_hit: bool, output_full: bool, max_outp
     }
     let what = match err.downcast_ref::<Trap>() {
         Some(trap) => format!("the module trapped: {trap}"),
-        None => format!("the module failed: {err}"),
+        // A host call's error (a bad pointer passed to WASI, say) sits under the
+        // wasm backtrace's context: the cause is what the caller can act on.
+        None => format!("the module failed: {}", err.root_cause()),
     };
     (FailureKind::HandlerError, what)
 }

@@ -4,25 +4,23 @@
 
 use polyfaas_protocol::{HttpRequest, HttpResponse, WasmOptions};
 
-/// The CGI variables a module sees for `request`, after the function's own env.
-pub fn request_env(function: &str, request: &HttpRequest) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("REQUEST_METHOD".to_string(), request.method.clone()),
-        ("PATH_INFO".to_string(), request.path.clone()),
-        ("QUERY_STRING".to_string(), request.query.clone()),
-        ("SCRIPT_NAME".to_string(), format!("/fn/{function}")),
-        ("CONTENT_LENGTH".to_string(), request.body.len().to_string()),
-        ("GATEWAY_INTERFACE".to_string(), "CGI/1.1".to_string()),
-        ("SERVER_PROTOCOL".to_string(), "HTTP/1.1".to_string()),
-    ];
+use super::environ::Environ;
+
+/// Adds the CGI variables a module sees for `request` to `env` (after the function's own).
+pub fn request_env(function: &str, request: &HttpRequest, env: &mut Environ) {
+    env.push("REQUEST_METHOD", &request.method);
+    env.push("PATH_INFO", &request.path);
+    env.push("QUERY_STRING", &request.query);
+    env.push_display("SCRIPT_NAME", format_args!("/fn/{function}"));
+    env.push_display("CONTENT_LENGTH", request.body.len());
+    env.push("GATEWAY_INTERFACE", "CGI/1.1");
+    env.push("SERVER_PROTOCOL", "HTTP/1.1");
     for (name, value) in &request.headers {
         if name == "content-type" {
-            env.push(("CONTENT_TYPE".to_string(), value.clone()));
+            env.push("CONTENT_TYPE", value);
         }
-        let var: String = name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }).collect();
-        env.push((format!("HTTP_{var}"), value.clone()));
+        env.push_header(name, value);
     }
-    env
 }
 
 /// Turns what a module printed into a response. Output that starts with a CGI
@@ -144,8 +142,12 @@ mod tests {
             headers: vec![("x-my-header".into(), "v".into())],
             body: vec![],
         };
-        let env = request_env("f", &req);
+        let mut env = Environ::default();
+        request_env("f", &req, &mut env);
+        let env = env.vars();
         assert!(env.contains(&("HTTP_X_MY_HEADER".into(), "v".into())));
         assert!(env.contains(&("QUERY_STRING".into(), "a=1".into())));
+        assert!(env.contains(&("SCRIPT_NAME".into(), "/fn/f".into())));
+        assert!(env.contains(&("CONTENT_LENGTH".into(), "0".into())));
     }
 }

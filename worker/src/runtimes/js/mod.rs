@@ -315,6 +315,9 @@ impl Runtime for JsFunctionRuntime {
         // worker if the handler's own code runs past its timeout. Timers stop at it.
         let started = Instant::now();
         let head = request_head(&self.function, &request);
+        // The head holds the body now; the maps need only the query and headers.
+        let mut request = request;
+        request.body = Vec::new();
         let seq = self.parts.begin(request);
         let outcome = self.call(&head, seq, started + deadline);
         self.parts.end();

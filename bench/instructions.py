@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions a worker executes per warm invocation, counted by callgrind.
 
-    bench/instructions.py [NAME=BIN_DIR ...] [--languages wasm,hello,js] [--seconds 15]
+    bench/instructions.py [NAME=BIN_DIR ...] [--languages wasm,hello,js,python,ruby] [--seconds 15]
 
 Time per request on these VMs drifts by 10-20% between runs; instruction counts
 do not (the same build measured twice agreed within 0.2%). So this is the
@@ -11,14 +11,16 @@ what the cut buys in CPU time and requests per second.
 Each BIN_DIR holds a `polyfaas` and its `polyfaas-worker` (default: the current
 release build, under CARGO_TARGET_DIR). For each build the server starts with
 its workers wrapped in `valgrind --tool=callgrind`, deploys the original
-project's WASM and JS bundles and hello-wasm, calls each once, then drives it
+project's WASM and JS bundles, hello-wasm and the Python and Ruby handlers of
+`bench/handlers/`, calls each once, then drives it
 with `wrk -c1` while callgrind counts that one worker, and prints instructions
 per invocation. Valgrind's own system calls and address space are outside the
 sandbox's policy, so the sandbox's seccomp, Landlock, rlimit and privilege
 layers are switched off for this measurement (nothing else may do that).
-Python and Ruby workers take longer than the server's 10 s hello timeout to
-start under valgrind, so only WASM and JavaScript are counted. The callgrind
-files stay in the printed directory, for `callgrind_annotate`.
+Python and Ruby workers take longer than the server's default 10 s to start
+under valgrind, so the server is given `--worker-start-timeout-ms` of two
+minutes. The callgrind files stay in the printed directory, for
+`callgrind_annotate`.
 """
 
 import argparse
@@ -40,6 +42,7 @@ _loader.exec_module(run)
 from measure import LUA_FIXED  # noqa: E402  (on the path bench/run set)
 
 WARMUP_S = 3
+HANDLERS = HERE / "handlers"
 
 
 def bundles():
@@ -48,6 +51,10 @@ def bundles():
         "hello": ("hello-wasm", run.hello_wasm_bundle(), "/fn/hello-wasm"),
         "js": ("javascript-example", run.script_bundle("js", "handler.js", run.seed_js_handler()),
                "/api/v1/handler/javascript-example"),
+        "python": ("python-example", run.script_bundle("python", "handler.py", (HANDLERS / "original.py").read_text()),
+                   "/fn/python-example"),
+        "ruby": ("ruby-example", run.script_bundle("ruby", "handler.rb", (HANDLERS / "original.rb").read_text()),
+                 "/fn/ruby-example"),
     }
 
 
@@ -82,7 +89,7 @@ def measure(name, bin_dir, chosen, seconds, out_dir):
                "--ruby-wasm", str(run.ROOT / "runtimes" / "ruby+stdlib.wasm"),
                "--runtime-cache", str(run.TARGET / "runtime-cache"),
                "--admin-token", run.ADMIN, "--worker-bin", str(wrapper), "--workers", str(len(chosen) + 1),
-               "--warm-workers", "0", "--sandbox-disable", "seccomp,landlock,rlimits,drop-privileges"]
+               "--warm-workers", "0", "--worker-start-timeout-ms", "120000", "--sandbox-disable", "seccomp,landlock,rlimits,drop-privileges"]
         # Its log beside the dumps: a worker that does not start under valgrind says so there.
         with open(out_dir / f"server-{name}.log", "wb") as log:
             server = subprocess.Popen(cmd, stdout=log, stderr=log, env=dict(os.environ, RUST_LOG="warn"))
@@ -118,7 +125,7 @@ def measure(name, bin_dir, chosen, seconds, out_dir):
 def main():
     parser = argparse.ArgumentParser(description="Instructions per warm invocation in a worker, by callgrind.")
     parser.add_argument("builds", nargs="*", metavar="NAME=BIN_DIR")
-    parser.add_argument("--languages", default="wasm,hello,js", help="of wasm, hello, js")
+    parser.add_argument("--languages", default="wasm,hello,js", help="of wasm, hello, js, python, ruby")
     parser.add_argument("--seconds", type=int, default=15)
     opts = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk"):

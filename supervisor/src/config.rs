@@ -93,6 +93,10 @@ pub struct Settings {
     /// stopped (their next call is a cold start) [default: a quarter of the machine's or cgroup's memory]
     #[arg(long, env = "POLYFAAS_POOL_MEMORY_MB")]
     pub pool_memory_mb: Option<u64>,
+    /// How long a new worker process may take to start and report ready before it is killed, in ms
+    /// [default: 10000]
+    #[arg(long, env = "POLYFAAS_WORKER_START_TIMEOUT_MS")]
+    pub worker_start_timeout_ms: Option<u64>,
     /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
     #[arg(long, env = "POLYFAAS_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -196,6 +200,7 @@ pub struct Config {
     pub max_versions: usize,
     pub max_functions: usize,
     pub max_store_bytes: u64,
+    pub worker_start_timeout: Duration,
     pub worker_bin: PathBuf,
     pub ruby_wasm: PathBuf,
     pub runtime_cache: PathBuf,
@@ -288,6 +293,7 @@ impl Settings {
             max_bundle_entries: self.max_bundle_entries.unwrap_or(10_000),
             max_queue: self.max_queue.unwrap_or(1024),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
+            worker_start_timeout: Duration::from_millis(self.worker_start_timeout_ms.unwrap_or(10_000).max(1)),
             warm_workers: self.warm_workers.unwrap_or(1),
             pool_memory_mb: self.pool_memory_mb,
             // The cap wins over the default it caps.

@@ -91,6 +91,7 @@ pub(crate) async fn run(mut config: Config) -> Result<()> {
     let pool = Pool::new(
         PoolConfig {
             worker_bin: config.worker_bin.clone(),
+            start_timeout: config.worker_start_timeout,
             max_running: config.workers,
             max_processes,
             idle_memory,

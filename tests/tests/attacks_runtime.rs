@@ -8,6 +8,17 @@
 //!   vector inside the sandbox). Proves: each gets its answer and the same worker
 //!   pid answers every call; a panic that still happens inside a runtime is caught
 //!   by the worker (unit-tested in worker/src/serve.rs).
+//! - A Python handler that rewrites the answer its prelude hands the host
+//!   (`ctx._res` is reachable from Python): a status that is not an int or not
+//!   a status, headers that are not pairs of str, flags that are not bools, a
+//!   body that is bytes. Proves: each is a 502 `handler_error` that says what
+//!   was wrong (the host reads the answer field by field and checks every type),
+//!   and the same worker serves the next call. A lone surrogate in a body
+//!   becomes U+FFFD.
+//! - A JavaScript handler's answer cannot be reached (the prelude keeps it in
+//!   closures); what a handler can set through `ctx` is checked as it is read
+//!   off the prelude's object: a status past 65535 or not whole is a 502, `NaN`
+//!   the default 200.
 
 mod common;
 
@@ -63,4 +74,85 @@ fn row13_python_mmap_and_page_size_do_not_kill_the_worker() {
     let last = server.get("/fn/pages");
     assert_eq!((last.status, last.worker_pid()), (200, pid), "the worker survived");
     assert!(!server.logs().contains("panicked"), "{}", server.logs());
+}
+
+#[test]
+fn a_python_handler_that_rewrites_its_answer_gets_a_clear_502() {
+    let server = Server::start(&[]);
+    let python = r#"def handler(ctx):
+    field = ctx.request().getParam("field")
+    res = ctx._res
+    if field == "status":
+        res["status"] = "201"
+    elif field == "bigstatus":
+        res["status"] = 10 ** 30
+    elif field == "negstatus":
+        res["status"] = -1
+    elif field == "pair":
+        res["headers"] = [["only-a-name"]]
+    elif field == "name":
+        res["headers"] = [[1, "x"]]
+    elif field == "headers":
+        res["headers"] = {"a": "b"}
+    elif field == "ended":
+        res["ended"] = 1
+    elif field == "body":
+        res["body"], res["ended"] = b"bytes", True
+    elif field == "gone":
+        res.clear()
+    elif field == "surrogate":
+        ctx.response().end("a\ud800b")
+    return "ok"
+"#;
+    let r = server.deploy("rewrites", &script_bundle("python", "handler.py", python));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let first = server.get("/fn/rewrites");
+    assert_eq!((first.status, first.text().as_str()), (200, "ok"));
+    let pid = first.worker_pid();
+    for (field, says) in [
+        ("status", "status is not an int"),
+        ("bigstatus", "is not from 0 to 65535"),
+        ("negstatus", "is not from 0 to 65535"),
+        ("pair", "not a [name, value] pair"),
+        ("name", "a header's name is not a str"),
+        ("headers", "headers is not a list"),
+        ("ended", "ended is not a bool"),
+        ("body", "body is not a str"),
+        ("gone", "KeyError"),
+    ] {
+        let r = server.get(&format!("/fn/rewrites?field={field}"));
+        assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{field}: {}", r.text());
+        let message = r.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(message.contains(says), "{field}: {message}");
+        let next = server.get("/fn/rewrites");
+        assert_eq!((next.status, next.text().as_str()), (200, "ok"), "after {field}");
+        assert_eq!(next.worker_pid(), pid, "after {field}: the same worker serves on");
+    }
+    let r = server.get("/fn/rewrites?field=surrogate");
+    assert_eq!((r.status, r.text().as_str()), (200, "a\u{fffd}b"));
+}
+
+#[test]
+fn a_javascript_status_is_checked_as_the_answer_is_read() {
+    let server = Server::start(&[]);
+    let js = r#"function handler(ctx) {
+  const s = ctx.request().getParam("s");
+  ctx.response().setStatusCode(s === "nan" ? "not a number" : Number(s)).end("set");
+}
+handler
+"#;
+    let r = server.deploy("statuses", &script_bundle("js", "handler.js", js));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = server.get("/fn/statuses?s=201");
+    assert_eq!((created.status, created.text().as_str()), (201, "set"));
+    let pid = created.worker_pid();
+    for (s, says) in [("70000", "status 70000 is not"), ("201.5", "status 201.5 is not"), ("-1", "status -1 is not")] {
+        let r = server.get(&format!("/fn/statuses?s={s}"));
+        assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{s}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap_or("").contains(says), "{s}: {}", r.text());
+    }
+    let r = server.get("/fn/statuses?s=nan");
+    assert_eq!((r.status, r.text().as_str()), (200, "set"), "NaN is the default status");
+    let r = server.get("/fn/statuses?s=202");
+    assert_eq!((r.status, r.worker_pid()), (202, pid), "the same worker serves on");
 }

@@ -62,6 +62,8 @@ const MAX_UNHEALTHY_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub worker_bin: PathBuf,
+    /// How long a new worker may take to say `Hello`.
+    pub start_timeout: Duration,
     /// Most invocations running at once (each in its own worker).
     pub max_running: usize,
     /// Most worker processes alive at once, in every state.

@@ -48,8 +48,6 @@ use self::stderr::forward_stderr;
 
 mod stderr;
 
-/// How long a new worker may take to say `Hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a retired worker may take to exit before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long a worker's clean exit waits for the pool to let go of it before it
@@ -172,13 +170,14 @@ impl WorkerProcess {
         id: u64,
         worker_bin: &Path,
         launch: &WorkerLaunch,
+        hello_timeout: Duration,
         on_exit: impl FnOnce(u64, ExitReason) + Send + 'static,
     ) -> Result<Self, WorkerError> {
         let (mut child, mut conn) = spawn(worker_bin, launch).map_err(|e| WorkerError::Spawn(e.to_string()))?;
         conn.set_max_frame_len(MAX_SMALL_FRAME_LEN);
         let pid = child.id().unwrap_or(0);
         let home = current_runtime();
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.read_hello()).await {
+        let hello = match tokio::time::timeout(hello_timeout, conn.read_hello()).await {
             Ok(Ok(reported)) if reported == pid => match (conn.settle(), home) {
                 (Ok(()), Some(home)) => Ok(Socket { conn, home }),
                 (Err(e), _) => Err(WorkerError::Protocol(e.to_string())),
@@ -186,7 +185,7 @@ impl WorkerProcess {
             },
             Ok(Ok(reported)) => Err(WorkerError::Protocol(format!("worker {pid} says it is {reported}"))),
             Ok(Err(e)) => Err(WorkerError::Spawn(format!("no Hello from worker {pid}: {e}"))),
-            Err(_) => Err(WorkerError::Spawn(format!("worker {pid} did not say Hello in {HELLO_TIMEOUT:?}"))),
+            Err(_) => Err(WorkerError::Spawn(format!("worker {pid} did not say Hello in {hello_timeout:?}"))),
         };
         let socket = match hello {
             Ok(socket) => socket,

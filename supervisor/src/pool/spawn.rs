@@ -34,7 +34,7 @@ impl Inner {
     ) -> Result<WorkerProcess, PoolError> {
         let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
         let weak: Weak<Inner> = Arc::downgrade(&self);
-        let bin = self.config.worker_bin.clone();
+        let (bin, start_timeout) = (self.config.worker_bin.clone(), self.config.start_timeout);
         let launch = WorkerLaunch {
             // Filled in by `process::spawn`: the number of the socket it hands over.
             fd: -1,
@@ -48,7 +48,8 @@ impl Inner {
                 inner.worker_exited(id, language, counted, reason);
             }
         };
-        let started = self.runtime.spawn(async move { WorkerProcess::start(id, &bin, &launch, on_exit).await });
+        let started =
+            self.runtime.spawn(async move { WorkerProcess::start(id, &bin, &launch, start_timeout, on_exit).await });
         let worker = match started.await {
             Ok(Ok(worker)) => worker,
             Ok(Err(e)) => return Err(PoolError::NotReady(e.to_string())),

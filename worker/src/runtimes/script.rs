@@ -2,14 +2,20 @@
 //! prelude turns into `ctx`, the response envelope it hands back, and the capped
 //! log buffer behind `console.log` / `print` / `puts`.
 //!
-//! Envelope in (JSON): `{function, method, path, query: {k: v}, rawQuery, headers: {k: v},
+//! Envelope in: `{function, method, path, query: {k: v}, rawQuery, headers: {k: v},
 //! headerList: [[k, v]], body, bodyBase64}`: `query`/`headers` are the simple maps
 //! (first value wins), `rawQuery`/`headerList` what arrived (for WSGI/Rack/fetch
 //! adapters), `bodyBase64` the exact bytes only when the body is not UTF-8 (else
 //! null: the bytes are the UTF-8 of `body`).
-//! Envelope out (JSON): `{ended, status, headers: [[k, v]], body, value, isString}`:
+//! Envelope out: `{ended, status, headers: [[k, v]], body, value | valueText, isString}`:
 //! `ended` when a responder (`ctx.json`, `response().end`) was called, else `value`
-//! is what the handler returned.
+//! is what the handler returned (`valueText`: already the body's text).
+//!
+//! Ruby's prelude exchanges them as JSON text (its worker is a WASI module);
+//! JavaScript's and Python's as the language's own objects, built and read by
+//! their runtimes (`js/request.rs`, `js/answer.rs`, `python/envelope.rs`).
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use polyfaas_protocol::{FailureKind, HttpRequest, HttpResponse, Logs, Stats};
@@ -26,8 +32,7 @@ pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
     request_value(function, request).to_string()
 }
 
-/// The request envelope as a JSON value, for a runtime that builds its objects
-/// natively instead of parsing the text.
+/// The request envelope as a JSON value.
 fn request_value(function: &str, request: &HttpRequest) -> Value {
     let mut envelope = request_head(function, request);
     if let (Value::Object(head), Value::Object(parts)) = (&mut envelope, request_parts(request)) {
@@ -37,14 +42,8 @@ fn request_value(function: &str, request: &HttpRequest) -> Value {
 }
 
 /// The envelope's scalar half: `function`, `method`, `path`, `rawQuery`, `body`, `bodyBase64`.
-pub fn request_head(function: &str, request: &HttpRequest) -> Value {
-    let (body, body_base64) = match std::str::from_utf8(&request.body) {
-        Ok(text) => (Value::String(text.to_owned()), Value::Null),
-        Err(_) => (
-            Value::String(String::from_utf8_lossy(&request.body).into_owned()),
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&request.body)),
-        ),
-    };
+fn request_head(function: &str, request: &HttpRequest) -> Value {
+    let (body, body_base64) = body_text(&request.body);
     json!({
         "function": function,
         "method": request.method,
@@ -53,6 +52,15 @@ pub fn request_head(function: &str, request: &HttpRequest) -> Value {
         "body": body,
         "bodyBase64": body_base64,
     })
+}
+
+/// A body as the envelope's `body` (text, invalid UTF-8 replaced) and
+/// `bodyBase64` (the exact bytes, only when they are not UTF-8).
+pub fn body_text(body: &[u8]) -> (Cow<'_, str>, Option<String>) {
+    match std::str::from_utf8(body) {
+        Ok(text) => (Cow::Borrowed(text), None),
+        Err(_) => (String::from_utf8_lossy(body), Some(base64::engine::general_purpose::STANDARD.encode(body))),
+    }
 }
 
 /// The envelope's maps: `query`, `headers` and `headerList`.
@@ -71,45 +79,44 @@ pub fn request_parts(request: &HttpRequest) -> Value {
     json!({ "query": query, "headers": headers, "headerList": header_list })
 }
 
+/// The prelude's answer. Python and Ruby hand it over as JSON; JavaScript's is
+/// read off the prelude's object field by field (`js/answer.rs`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ResponseEnvelope {
-    ended: bool,
+pub struct ResponseEnvelope {
+    pub ended: bool,
     #[serde(default, deserialize_with = "whole_status")]
-    status: Option<u16>,
+    pub status: Option<u16>,
     #[serde(default)]
-    headers: Vec<(String, String)>,
-    body: Option<String>,
-    value: Option<Value>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub value: Option<Value>,
     /// Instead of `value`: the returned value as the body already (the string
     /// itself when `is_string`, else its JSON text). JavaScript's prelude sends it.
-    value_text: Option<String>,
+    pub value_text: Option<String>,
     #[serde(default)]
-    is_string: bool,
+    pub is_string: bool,
+}
+
+fn whole_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    Option::<f64>::deserialize(d)?.map_or(Ok(None), |n| status_of(n).map(Some).map_err(serde::de::Error::custom))
 }
 
 /// A status as JavaScript hands its numbers over (`201.0` from `Number(n)`):
 /// whole and within `u16`, else refused.
-fn whole_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    match Option::<f64>::deserialize(d)? {
-        None => Ok(None),
-        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&n) => Ok(Some(n as u16)),
-        Some(n) => Err(serde::de::Error::custom(format!("status {n} is not a whole number from 0 to 65535"))),
+///
+/// # Errors
+/// The message for the caller when `n` is not such a number.
+pub fn status_of(n: f64) -> Result<u16, String> {
+    if n.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&n) {
+        Ok(n as u16)
+    } else {
+        Err(format!("status {n} is not a whole number from 0 to 65535"))
     }
 }
 
-/// Turns the prelude's response envelope into an HTTP response.
-///
-/// # Errors
-/// A message if the envelope is not what the prelude writes (a bug, or user code
-/// that tampered with the prelude).
-pub fn response_from_value(value: Value) -> Result<HttpResponse, String> {
-    let env: ResponseEnvelope =
-        serde_json::from_value(value).map_err(|e| format!("malformed response envelope: {e}"))?;
-    Ok(response_from(env))
-}
-
-fn response_from(env: ResponseEnvelope) -> HttpResponse {
+/// The HTTP response an answer stands for.
+pub fn response_from(env: ResponseEnvelope) -> HttpResponse {
     let mut headers: Vec<(String, String)> =
         env.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let has_type = |h: &[(String, String)]| h.iter().any(|(k, _)| k == "content-type");
@@ -146,9 +153,9 @@ pub fn env_json(env: &[(String, String)]) -> String {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScriptOutcome {
-    response: Option<Value>,
-    error: Option<String>,
-    trace: Option<String>,
+    pub response: Option<ResponseEnvelope>,
+    pub error: Option<String>,
+    pub trace: Option<String>,
     #[serde(default)]
     pub logs: Option<String>,
     #[serde(default)]
@@ -186,9 +193,13 @@ impl ScriptOutcome {
                 Failure { kind: FailureKind::HandlerError, message, logs }
             });
         }
-        match response_from_value(self.response.unwrap_or(Value::Null)) {
-            Ok(response) => Ok(Completed { response, logs, stats }),
-            Err(message) => Err(Failure { kind: FailureKind::HandlerError, message, logs }),
+        match self.response {
+            Some(envelope) => Ok(Completed { response: response_from(envelope), logs, stats }),
+            None => Err(Failure {
+                kind: FailureKind::HandlerError,
+                message: "malformed answer from the prelude: neither a response nor an error".into(),
+                logs,
+            }),
         }
     }
 }
@@ -241,6 +252,10 @@ impl LogBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn response_from_value(value: Value) -> Result<HttpResponse, serde_json::Error> {
+        serde_json::from_value::<ResponseEnvelope>(value).map(response_from)
+    }
 
     #[test]
     fn envelope_decodes_the_query_and_lowercases_headers() {

@@ -18,6 +18,7 @@
 //! Globals persist between invocations of the same function in the same worker,
 //! as in a warm Lambda; a worker never serves another function.
 
+mod answer;
 mod jobs;
 mod json;
 mod loader;
@@ -40,9 +41,9 @@ use polyfaas_protocol::{FailureKind, HttpRequest, Init, Prepare, Stats};
 
 use self::jobs::Jobs;
 use self::loader::BundleLoader;
-use self::request::RequestParts;
+use self::request::{RequestParts, head};
 use self::resolve::{Format, normalize};
-use super::script::{LogBuffer, request_head, response_from_value};
+use super::script::{LogBuffer, ResponseEnvelope, response_from};
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -85,7 +86,7 @@ pub struct JsFunctionRuntime {
     parts_fn: JsFunction,
     jobs: Rc<Jobs>,
     logs: Rc<RefCell<LogBuffer>>,
-    function: String,
+    function: JsString,
     cold: bool,
 }
 
@@ -158,7 +159,7 @@ fn load(entrypoint: &str, function: &str, max_output: usize, timeout: Duration) 
         parts_fn,
         jobs,
         logs,
-        function: function.to_string(),
+        function: JsString::from(function),
         cold: true,
     })
 }
@@ -285,12 +286,17 @@ fn install_console(context: &mut Context, logs: &Rc<RefCell<LogBuffer>>) -> JsRe
 
 impl JsFunctionRuntime {
     /// Calls the handler through the prelude; returns the response envelope,
-    /// read off the prelude's object (`JsValue::to_json`, no JSON text).
+    /// read off the prelude's object (answer.rs, no JSON in between).
     /// `Ok(None)`: the handler's promise had not settled when the jobs that
     /// could run before `deadline` were done.
-    fn call(&mut self, head: &serde_json::Value, seq: u64, deadline: Instant) -> JsResult<Option<serde_json::Value>> {
-        let request = JsValue::from_json(head, &mut self.context)?;
-        let args = [self.handler.clone().into(), request, self.parts_fn.clone().into(), JsValue::from(seq as f64)];
+    fn call(&mut self, request: HttpRequest, deadline: Instant) -> JsResult<Option<ResponseEnvelope>> {
+        let request_head = head(&self.function, &request, &mut self.context);
+        // The head holds the body now; the maps need only the query and headers.
+        let mut request = request;
+        request.body = Vec::new();
+        let seq = self.parts.begin(request);
+        let args =
+            [self.handler.clone().into(), request_head.into(), self.parts_fn.clone().into(), JsValue::from(seq as f64)];
         let mut result = self.invoke.call(&JsValue::undefined(), &args, &mut self.context)?;
         // Microtasks and timers queued by the handler run now; an async handler settles here.
         self.jobs.set_deadline(deadline);
@@ -302,10 +308,10 @@ impl JsFunctionRuntime {
                 PromiseState::Pending => return Ok(None),
             };
         }
-        if !result.is_object() {
-            return Err(JsNativeError::typ().with_message("the prelude returned no envelope").into());
+        match result.as_object() {
+            Some(answer) => answer::read(&answer, &mut self.context).map(Some),
+            None => Err(JsNativeError::typ().with_message("the prelude returned no envelope").into()),
         }
-        result.to_json(&mut self.context)
     }
 }
 
@@ -314,12 +320,7 @@ impl Runtime for JsFunctionRuntime {
         // Boa cannot be interrupted: the supervisor's hard deadline kills this
         // worker if the handler's own code runs past its timeout. Timers stop at it.
         let started = Instant::now();
-        let head = request_head(&self.function, &request);
-        // The head holds the body now; the maps need only the query and headers.
-        let mut request = request;
-        request.body = Vec::new();
-        let seq = self.parts.begin(request);
-        let outcome = self.call(&head, seq, started + deadline);
+        let outcome = self.call(request, started + deadline);
         self.parts.end();
         let cold = std::mem::replace(&mut self.cold, false);
         let overflowed = self.logs.borrow().overflowed();
@@ -342,18 +343,11 @@ impl Runtime for JsFunctionRuntime {
                 message: "the handler's promise never settled (nothing left to run: no timer, no pending job)".into(),
                 logs,
             }),
-            Ok(Some(envelope)) => {
-                let response = response_from_value(envelope).map_err(|message| Failure {
-                    kind: FailureKind::HandlerError,
-                    message,
-                    logs: Default::default(),
-                })?;
-                Ok(Completed {
-                    response,
-                    logs,
-                    stats: Stats { duration_us: started.elapsed().as_micros() as u64, cold },
-                })
-            }
+            Ok(Some(envelope)) => Ok(Completed {
+                response: response_from(envelope),
+                logs,
+                stats: Stats { duration_us: started.elapsed().as_micros() as u64, cold },
+            }),
             Err(err) => {
                 let message = match err.try_native(&mut self.context) {
                     Ok(native) => format!("{}: {}", native.kind(), native.message()),

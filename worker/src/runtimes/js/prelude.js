@@ -1,5 +1,5 @@
 // The ctx API for JavaScript handlers (the README's "Scripts: the `ctx` API"), built
-// over the JSON envelopes of runtimes/script.rs. Evaluated before any user code;
+// over the envelopes of runtimes/script.rs (as objects). Evaluated before any user code;
 // the function it ends with is kept by the host, never exposed as a global.
 (function () {
   "use strict";

@@ -15,13 +15,30 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::object::builtins::JsFunction;
-use boa_engine::{Context, JsArgs, JsNativeError, JsValue, NativeFunction, js_string};
+use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
+use boa_engine::property::Attribute;
+use boa_engine::{Context, JsArgs, JsNativeError, JsObject, JsString, JsValue, NativeFunction, js_string};
 use boa_gc::{Finalize, Trace};
 use polyfaas_protocol::HttpRequest;
 
-use super::super::script::request_parts;
+use super::super::script::{body_text, request_parts};
+
+/// The request's head, the object the prelude's `ctx` reads: script.rs's
+/// envelope without its maps (`function`, `method`, `path`, `rawQuery`, `body`,
+/// `bodyBase64`), built here property by property rather than through a JSON value.
+pub fn head(function: &JsString, request: &HttpRequest, context: &mut Context) -> JsObject {
+    let (body, base64) = body_text(&request.body);
+    let body_base64 = base64.map_or_else(JsValue::null, |b| JsValue::from(JsString::from(b)));
+    ObjectInitializer::new(context)
+        .property(js_string!("function"), function.clone(), Attribute::all())
+        .property(js_string!("method"), JsString::from(request.method.as_str()), Attribute::all())
+        .property(js_string!("path"), JsString::from(request.path.as_str()), Attribute::all())
+        .property(js_string!("rawQuery"), JsString::from(request.query.as_str()), Attribute::all())
+        .property(js_string!("body"), JsString::from(body.as_ref()), Attribute::all())
+        .property(js_string!("bodyBase64"), body_base64, Attribute::all())
+        .build()
+}
 
 /// The running invocation's number and, while it runs, its request.
 #[derive(Default)]

@@ -29,8 +29,10 @@ use rustpython_vm::vm::VmCompileError;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine};
 
 use super::deadline::DeadlineClock;
-use super::script::{ScriptOutcome, env_json, request_envelope};
+use super::script::env_json;
 use super::{Completed, Failure, Runtime};
+
+mod envelope;
 
 const PRELUDE: &str = include_str!("prelude.py");
 
@@ -243,17 +245,17 @@ pub struct PythonFunction {
 impl Runtime for PythonFunction {
     fn invoke(&mut self, request: HttpRequest, deadline: Duration) -> Result<Completed, Failure> {
         let started = Instant::now();
-        let envelope = request_envelope(&self.function, &request);
-        drop(request);
         self.call_id.fetch_add(1, Ordering::SeqCst);
         self.timed_out.store(false, Ordering::SeqCst);
         self.clock.arm(deadline);
         let blank = &self.blank;
-        let (handler, max_output) = (&self.handler, self.max_output);
-        let raw: Result<String, String> = blank.interp.enter(|vm| {
-            let args = (handler.clone(), vm.ctx.new_str(envelope), vm.ctx.new_int(max_output));
+        let (handler, function, max_output) = (&self.handler, self.function.as_str(), self.max_output);
+        let raw = blank.interp.enter(|vm| {
+            let r = envelope::request(vm, function, &request).map_err(|e| exception_text(vm, &e))?;
+            drop(request);
+            let args = (handler.clone(), r, vm.ctx.new_int(max_output));
             match blank.invoke.call(args, vm) {
-                Ok(out) => out.try_into_value::<String>(vm).map_err(|e| exception_text(vm, &e)),
+                Ok(out) => Ok(envelope::outcome(vm, &out)),
                 Err(exc) => Err(exception_text(vm, &exc)),
             }
         });
@@ -262,15 +264,21 @@ impl Runtime for PythonFunction {
         let cold = std::mem::replace(&mut self.cold, false);
         let timed_out = self.timed_out.load(Ordering::SeqCst);
 
-        let text = match raw {
-            Ok(text) => text,
+        let mut outcome = match raw {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(why)) => {
+                return Err(Failure {
+                    kind: FailureKind::HandlerError,
+                    message: format!("malformed answer from the prelude: {why}"),
+                    logs: Logs::default(),
+                });
+            }
             Err(trace) => {
                 let kind = if timed_out { FailureKind::Timeout } else { FailureKind::HandlerError };
                 let message = trace.lines().last().unwrap_or("error").to_string();
                 return Err(Failure { kind, message, logs: Logs { text: trace, truncated: false } });
             }
         };
-        let mut outcome = ScriptOutcome::parse(&text)?;
         let logs = Logs { text: outcome.logs.take().unwrap_or_default(), truncated: outcome.logs_overflow };
         outcome.finish(logs, timed_out, Stats { duration_us: started.elapsed().as_micros() as u64, cold })
     }

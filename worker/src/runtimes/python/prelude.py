@@ -1,5 +1,5 @@
 # The ctx API for Python handlers (the README's "Scripts: the `ctx` API"), built over
-# the JSON envelopes of runtimes/script.rs. Runs in its own namespace before any
+# the envelopes of runtimes/script.rs, as dicts (runtimes/python/envelope.rs). Runs in its own namespace before any
 # user code; the host keeps `invoke`, nothing here is visible to the handler.
 import base64 as _base64
 import json as _json
@@ -14,6 +14,7 @@ _HOME = "/nonexistent"
 
 class _Capture:
     """sys.stdout/sys.stderr for one invocation, capped (no unbounded buffering)."""
+    __slots__ = ("parts", "size", "cap", "overflow")
 
     def __init__(self, cap):
         self.parts, self.size, self.cap, self.overflow = [], 0, cap, False
@@ -89,14 +90,20 @@ _dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 class Ctx:
     __slots__ = ("_r", "_res", "_request", "_response")
 
+    # Request and Response are made on first use: a handler that answers with
+    # ctx.json never needs the second, and each costs a constructor call.
     def __init__(self, r, res):
         self._r, self._res = r, res
-        self._request, self._response = Request(r), Response(res)
+        self._request = self._response = None
 
     def request(self):
+        if self._request is None:
+            self._request = Request(self._r)
         return self._request
 
     def response(self):
+        if self._response is None:
+            self._response = Response(self._res)
         return self._response
 
     def body(self):
@@ -198,26 +205,27 @@ def setup(tzdb_get, tzdb_names):
     _zoneinfo_from(tzdb_get, tzdb_names)
 
 
-def invoke(handler, envelope, log_cap):
-    """Runs the handler once; returns JSON: {response, error, trace, logs, logsOverflow}."""
+def invoke(handler, r, log_cap):
+    """Runs the handler once on the request dict `r` (built by the host); returns
+    {response, error, trace, logs, logsOverflow}, which the host reads as it is
+    (runtimes/python/envelope.rs). A returned value that is not a str becomes its
+    JSON text here, by json.dumps's rules, as the body of a plain-style answer."""
     capture = _Capture(log_cap)
     saved = _sys.stdout, _sys.stderr
     _sys.stdout = _sys.stderr = capture
     out = {"response": None, "error": None, "trace": None}
     try:
-        r = _json.loads(envelope)
-        res = {"ended": False, "status": 200, "headers": [], "body": None}
+        res = {"ended": False, "status": 200, "headers": [], "body": None, "valueText": None, "isString": False}
         value = handler(Ctx(r, res))
-        res["value"] = value
-        res["isString"] = isinstance(value, str)
+        if not res["ended"]:
+            if isinstance(value, str):
+                res["valueText"], res["isString"] = value, True
+            else:
+                res["valueText"] = _dumps(value)
         out["response"] = res
-    except BaseException as e:  # SystemExit and the deadline's KeyboardInterrupt too
+    except BaseException as e:  # SystemExit, the deadline's KeyboardInterrupt, a value that is not JSON
         out["error"], out["trace"] = "%s: %s" % (type(e).__name__, e), _traceback.format_exc()
     finally:
         _sys.stdout, _sys.stderr = saved
     out["logs"], out["logsOverflow"] = capture.text(), capture.overflow
-    try:
-        return _dumps(out)
-    except BaseException as e:  # what the handler returned is not JSON
-        out["response"], out["error"], out["trace"] = None, "%s: %s" % (type(e).__name__, e), None
-        return _dumps(out)
+    return out

@@ -19,6 +19,15 @@
 //!   closures); what a handler can set through `ctx` is checked as it is read
 //!   off the prelude's object: a status past 65535 or not whole is a 502, `NaN`
 //!   the default 200.
+//! - A Ruby handler that writes into the packed answer its prelude hands the host
+//!   (the response's buffer is reachable with `instance_variable_get`): an
+//!   unknown record, a length past the end, two endings, a status out of range
+//!   (or too large for a machine integer); and one that reads the VM's stdin (where the
+//!   host writes the request) or keeps its `ctx` for a later call. Proves: each
+//!   malformed answer is a 502 `handler_error` that says what was wrong, and the
+//!   same worker serves on; stdin holds nothing once the prelude has read it;
+//!   a kept `ctx` reads its own request, never a later caller's; a body that is
+//!   not UTF-8 reaches `bodyBytes` exactly and `body` with U+FFFD.
 
 mod common;
 
@@ -155,4 +164,55 @@ handler
     assert_eq!((r.status, r.text().as_str()), (200, "set"), "NaN is the default status");
     let r = server.get("/fn/statuses?s=202");
     assert_eq!((r.status, r.worker_pid()), (202, pid), "the same worker serves on");
+}
+
+#[test]
+fn a_ruby_handler_that_rewrites_its_answer_gets_a_clear_502() {
+    let server = Server::start(&[]);
+    let ruby = r##"$kept = nil
+def handler(ctx)
+  field = ctx.request.getParam("field")
+  out = ctx.response.instance_variable_get(:@out)
+  case field
+  when "unknown" then out << "Z"
+  when "short" then out << ["B", 100, "abc"].pack("aL<a*")
+  when "twice" then out << ["T", 1, "x"].pack("aL<a*")
+  when "range" then ctx.response.setStatusCode(70000)
+  when "huge" then ctx.response.setStatusCode(2**70)
+  when "stdin" then return "stdin:#{STDIN.read.inspect}"
+  when "keep" then $kept = ctx; return "kept"
+  when "kept" then return "#{$kept.request.getParam("who")} #{$kept.body}"
+  when "bytes" then return "#{ctx.bodyBytes.bytes} #{ctx.body == "a\uFFFD\n\u0000"} #{ctx.body.encoding} #{ctx.bodyBytes.encoding}"
+  end
+  "ok"
+end
+method(:handler)
+"##;
+    let r = server.deploy("rewrites", &script_bundle("ruby", "handler.rb", ruby));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let first = server.get("/fn/rewrites");
+    assert_eq!((first.status, first.text().as_str()), (200, "ok"));
+    let pid = first.worker_pid();
+    for (field, says) in [
+        ("unknown", "unknown record 0x5a"),
+        ("short", "a record of 100 bytes is cut short"),
+        ("twice", "more than one ending"),
+        ("range", "status 70000 is not from 0 to 65535"),
+        ("huge", "status 1180591620717411303424 is not from 0 to 65535"),
+    ] {
+        let r = server.get(&format!("/fn/rewrites?field={field}"));
+        assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{field}: {}", r.text());
+        let message = r.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(message.contains(says), "{field}: {message}");
+        let next = server.get("/fn/rewrites");
+        assert_eq!((next.status, next.text().as_str()), (200, "ok"), "after {field}");
+        assert_eq!(next.worker_pid(), pid, "after {field}: the same worker serves on");
+    }
+    let r = server.call("POST", "/fn/rewrites?field=stdin", &[], b"secret body");
+    assert_eq!((r.status, r.text().as_str()), (200, "stdin:\"\""), "the prelude has read it all");
+    assert_eq!(server.call("POST", "/fn/rewrites?field=keep&who=first", &[], b"first body").text(), "kept");
+    let r = server.call("POST", "/fn/rewrites?field=kept&who=second", &[], b"second body");
+    assert_eq!((r.status, r.text().as_str()), (200, "first first body"), "a kept ctx reads its own request");
+    let r = server.call("POST", "/fn/rewrites?field=bytes", &[], &[b'a', 0xff, b'\n', 0]);
+    assert_eq!((r.status, r.text().as_str()), (200, "[97, 255, 10, 0] true UTF-8 ASCII-8BIT"));
 }

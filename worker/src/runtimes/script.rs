@@ -7,52 +7,22 @@
 //! (first value wins), `rawQuery`/`headerList` what arrived (for WSGI/Rack/fetch
 //! adapters), `bodyBase64` the exact bytes only when the body is not UTF-8 (else
 //! null: the bytes are the UTF-8 of `body`).
-//! Envelope out: `{ended, status, headers: [[k, v]], body, value | valueText, isString}`:
-//! `ended` when a responder (`ctx.json`, `response().end`) was called, else `value`
-//! is what the handler returned (`valueText`: already the body's text).
+//! Envelope out: `{ended, status, headers: [[k, v]], body, valueText, isString}`:
+//! `ended` when a responder (`ctx.json`, `response().end`) was called, else
+//! `valueText` is what the handler returned, as the body's text already.
 //!
-//! Ruby's prelude exchanges them as JSON text (its worker is a WASI module);
-//! JavaScript's and Python's as the language's own objects, built and read by
-//! their runtimes (`js/request.rs`, `js/answer.rs`, `python/envelope.rs`).
+//! No JSON text passes between a prelude and its host for either: each language
+//! exchanges them in its own terms, built and read by its runtime (`js/request.rs`,
+//! `js/answer.rs`, `python/envelope.rs`, and for Ruby, whose VM is a WASI module,
+//! the request on stdin and a packed answer, `ruby/answer.rs`).
 
 use std::borrow::Cow;
 
 use base64::Engine as _;
 use polyfaas_protocol::{FailureKind, HttpRequest, HttpResponse, Logs, Stats};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Completed, Failure};
-
-/// Builds the request envelope. Query parameters are percent-decoded (the first
-/// value of a repeated one wins, as Vert.x's `getParam` does); header names are
-/// lower case; the body is text (invalid UTF-8 replaced, the exact bytes then in
-/// `bodyBase64`).
-pub fn request_envelope(function: &str, request: &HttpRequest) -> String {
-    request_value(function, request).to_string()
-}
-
-/// The request envelope as a JSON value.
-fn request_value(function: &str, request: &HttpRequest) -> Value {
-    let mut envelope = request_head(function, request);
-    if let (Value::Object(head), Value::Object(parts)) = (&mut envelope, request_parts(request)) {
-        head.extend(parts);
-    }
-    envelope
-}
-
-/// The envelope's scalar half: `function`, `method`, `path`, `rawQuery`, `body`, `bodyBase64`.
-fn request_head(function: &str, request: &HttpRequest) -> Value {
-    let (body, body_base64) = body_text(&request.body);
-    json!({
-        "function": function,
-        "method": request.method,
-        "path": request.path,
-        "rawQuery": request.query,
-        "body": body,
-        "bodyBase64": body_base64,
-    })
-}
 
 /// A body as the envelope's `body` (text, invalid UTF-8 replaced) and
 /// `bodyBase64` (the exact bytes, only when they are not UTF-8).
@@ -79,27 +49,17 @@ pub fn request_parts(request: &HttpRequest) -> Value {
     json!({ "query": query, "headers": headers, "headerList": header_list })
 }
 
-/// The prelude's answer. Python and Ruby hand it over as JSON; JavaScript's is
-/// read off the prelude's object field by field (`js/answer.rs`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The prelude's answer, read off its objects (`js/answer.rs`,
+/// `python/envelope.rs`) or its packed bytes (`ruby/answer.rs`).
 pub struct ResponseEnvelope {
     pub ended: bool,
-    #[serde(default, deserialize_with = "whole_status")]
     pub status: Option<u16>,
-    #[serde(default)]
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
-    pub value: Option<Value>,
-    /// Instead of `value`: the returned value as the body already (the string
-    /// itself when `is_string`, else its JSON text). JavaScript's prelude sends it.
+    /// The returned value as the body already: the string itself when
+    /// `is_string`, else its JSON text.
     pub value_text: Option<String>,
-    #[serde(default)]
     pub is_string: bool,
-}
-
-fn whole_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    Option::<f64>::deserialize(d)?.map_or(Ok(None), |n| status_of(n).map(Some).map_err(serde::de::Error::custom))
 }
 
 /// A status as JavaScript hands its numbers over (`201.0` from `Number(n)`):
@@ -128,12 +88,10 @@ pub fn response_from(env: ResponseEnvelope) -> HttpResponse {
         return HttpResponse { status: env.status.unwrap_or(200), headers, body };
     }
     // Plain style: the returned value is the response.
-    let (body, content_type) = match (env.value_text, env.value) {
-        (Some(text), _) if env.is_string => (text.into_bytes(), "text/plain; charset=utf-8"),
-        (Some(json), _) => (json.into_bytes(), "application/json"),
-        (None, Some(Value::String(s))) if env.is_string => (s.into_bytes(), "text/plain; charset=utf-8"),
-        (None, Some(v)) => (v.to_string().into_bytes(), "application/json"),
-        (None, None) => (b"null".to_vec(), "application/json"),
+    let (body, content_type) = match env.value_text {
+        Some(text) if env.is_string => (text.into_bytes(), "text/plain; charset=utf-8"),
+        Some(json) => (json.into_bytes(), "application/json"),
+        None => (b"null".to_vec(), "application/json"),
     };
     if !has_type(&headers) {
         headers.push(("content-type".into(), content_type.into()));
@@ -150,31 +108,16 @@ pub fn env_json(env: &[(String, String)]) -> String {
 
 /// What a prelude's `invoke` returns (Python and Ruby): the response envelope,
 /// or the error the handler raised with its trace; Python adds its captured logs.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 pub struct ScriptOutcome {
     pub response: Option<ResponseEnvelope>,
     pub error: Option<String>,
     pub trace: Option<String>,
-    #[serde(default)]
     pub logs: Option<String>,
-    #[serde(default)]
     pub logs_overflow: bool,
 }
 
 impl ScriptOutcome {
-    /// Parses the prelude's answer.
-    ///
-    /// # Errors
-    /// A failure if it is not what the prelude writes.
-    pub fn parse(text: &str) -> Result<Self, Failure> {
-        serde_json::from_str(text).map_err(|e| Failure {
-            kind: FailureKind::HandlerError,
-            message: format!("malformed answer from the prelude: {e}"),
-            logs: Logs::default(),
-        })
-    }
-
     /// The invocation's result. `timed_out`: the runtime's deadline fired during
     /// the call (the handler's error is then the interruption).
     pub fn finish(self, mut logs: Logs, timed_out: bool, stats: Stats) -> Result<Completed, Failure> {
@@ -253,12 +196,25 @@ impl LogBuffer {
 mod tests {
     use super::*;
 
-    fn response_from_value(value: Value) -> Result<HttpResponse, serde_json::Error> {
-        serde_json::from_value::<ResponseEnvelope>(value).map(response_from)
+    fn envelope(
+        ended: bool,
+        status: Option<u16>,
+        body: Option<&str>,
+        value: Option<&str>,
+        is_string: bool,
+    ) -> HttpResponse {
+        response_from(ResponseEnvelope {
+            ended,
+            status,
+            headers: vec![("X-A".into(), "b".into())],
+            body: body.map(str::to_string),
+            value_text: value.map(str::to_string),
+            is_string,
+        })
     }
 
     #[test]
-    fn envelope_decodes_the_query_and_lowercases_headers() {
+    fn the_maps_decode_the_query_and_lowercase_headers() {
         let req = HttpRequest {
             method: "GET".into(),
             path: "/".into(),
@@ -266,53 +222,45 @@ mod tests {
             headers: vec![("X-Test".into(), "v".into())],
             body: b"{}".to_vec(),
         };
-        let env: Value = serde_json::from_str(&request_envelope("f", &req)).expect("json");
-        assert_eq!(env["query"], json!({"a": "1", "b": "x y"}));
-        assert_eq!(env["headers"]["x-test"], "v");
-        assert_eq!(env["function"], "f");
-        assert_eq!(env["rawQuery"], "a=1&b=x%20y&a=2");
-        assert_eq!(env["headerList"], json!([["x-test", "v"]]));
-        assert_eq!(env["bodyBase64"], Value::Null);
+        let parts = request_parts(&req);
+        assert_eq!(parts["query"], json!({"a": "1", "b": "x y"}));
+        assert_eq!(parts["headers"]["x-test"], "v");
+        assert_eq!(parts["headerList"], json!([["x-test", "v"]]));
     }
 
     #[test]
-    fn a_body_that_is_not_utf8_travels_as_base64_too() {
-        let req = HttpRequest {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: vec![],
-            body: vec![0xff, 0x00, b'a'],
-        };
-        let env = request_value("f", &req);
-        assert_eq!(env["bodyBase64"], "/wBh");
-        assert_eq!(env["body"], "\u{fffd}\0a");
+    fn a_body_that_is_not_utf8_is_text_and_base64() {
+        let (text, base64) = body_text(&[0xff, 0x00, b'a']);
+        assert_eq!((text.as_ref(), base64.as_deref()), ("\u{fffd}\0a", Some("/wBh")));
+        assert_eq!(body_text(b"ok"), (Cow::Borrowed("ok"), None));
     }
 
     #[test]
     fn responder_and_plain_styles() {
-        let r =
-            response_from_value(json!({"ended":true,"status":201,"headers":[["X-A","b"]],"body":"hi"})).expect("ok");
+        let r = envelope(true, Some(201), Some("hi"), None, false);
         assert_eq!((r.status, r.body.as_slice()), (201, &b"hi"[..]));
-        assert!(r.headers.contains(&("x-a".into(), "b".into())));
-        let r = response_from_value(json!({"ended":false,"value":{"a":1}})).expect("ok");
-        assert_eq!(r.body, br#"{"a":1}"#);
-        let r = response_from_value(json!({"ended":false,"value":"text","isString":true})).expect("ok");
-        assert_eq!(r.body, b"text");
+        assert!(r.headers.contains(&("x-a".into(), "b".into())), "names are lower-cased");
         assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
-        // JavaScript's form: the value as its text already.
-        let r = response_from_value(json!({"ended":false,"valueText":"{\"a\":1}","isString":false})).expect("ok");
+        let r = envelope(false, None, None, Some("text"), true);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"text"[..]));
+        assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
+        let r = envelope(false, None, None, Some("{\"a\":1}"), false);
         assert_eq!(r.body, br#"{"a":1}"#);
         assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
-        let r = response_from_value(json!({"ended":false,"valueText":"{\"a\":1}","isString":true})).expect("ok");
+        let r = envelope(false, None, None, Some("{\"a\":1}"), true);
         assert_eq!(r.body, br#"{"a":1}"#, "a string that looks like JSON is still text");
         assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/plain")));
-        assert!(response_from_value(json!({"ended":true,"status":70000})).is_err(), "not a status");
-        assert!(response_from_value(json!({"ended":true,"status":201.5})).is_err(), "not a status");
-        let r = response_from_value(json!({"ended":true,"status":201.0})).expect("a whole float");
-        assert_eq!(r.status, 201);
-        let r = response_from_value(json!({"ended":true,"status":null})).expect("NaN comes as null");
-        assert_eq!(r.status, 200);
+        let r = envelope(false, None, None, None, false);
+        assert_eq!(r.body, b"null", "no value at all");
+    }
+
+    #[test]
+    fn a_status_is_a_whole_number_in_range() {
+        assert_eq!(status_of(201.0), Ok(201));
+        assert!(status_of(70_000.0).is_err());
+        assert!(status_of(201.5).is_err());
+        assert!(status_of(-1.0).is_err());
+        assert!(status_of(f64::NAN).is_err());
     }
 
     #[test]

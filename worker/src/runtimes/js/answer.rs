@@ -29,7 +29,7 @@ pub fn read(answer: &JsObject, context: &mut Context) -> JsResult<ResponseEnvelo
     let body = optional_text(&answer.get(js_string!("body"), context)?, "body")?;
     let value_text = optional_text(&answer.get(js_string!("valueText"), context)?, "valueText")?;
     let is_string = boolean(&answer.get(js_string!("isString"), context)?, "isString")?;
-    Ok(ResponseEnvelope { ended, status, headers, body, value: None, value_text, is_string })
+    Ok(ResponseEnvelope { ended, status, headers, body, value_text, is_string })
 }
 
 /// `[[name, value], …]`, each a pair of strings.

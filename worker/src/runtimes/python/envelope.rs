@@ -94,7 +94,6 @@ fn response(vm: &VirtualMachine, res: &Py<PyDict>) -> Result<ResponseEnvelope, S
         status,
         headers,
         body: optional_text(vm, res, "body")?,
-        value: None,
         value_text: optional_text(vm, res, "valueText")?,
         is_string: boolean(vm, res, "isString")?,
     })

@@ -5,12 +5,20 @@
 //! worker, which boots the VM (`ruby-init`, ~50 ms) and loads `prelude.rb` before
 //! any function is known. `Init` mounts the bundle read-only at `/app` (the VM's
 //! only host directory, see `vm.rs`; the worker is confined to the bundle by
-//! then) and evaluates the entrypoint from there. Invocations are evals of `Polyfaas.invoke`; the store lives on, so
-//! Ruby state persists between invocations of the function, like a warm Lambda.
+//! then) and evaluates the entrypoint from there. An invocation is one call of
+//! `Polyfaas.invoke`, bound once (`RubyVm::method`), so no Ruby source is parsed
+//! per call: the request goes in on the VM's stdin (`feed.rs`) as the head's
+//! JSON, a newline and the body's bytes (`input.rs`), and the prelude parses the
+//! head only when the handler reads it; the answer comes back packed (`answer.rs`). The
+//! store lives on, so Ruby state persists between invocations of the function,
+//! like a warm Lambda.
 //! Deadlines interrupt through the engine's epoch; a trap (deadline, memory
 //! limit) leaves the VM unusable, so it is booted again and the function reloaded.
 
+mod answer;
 mod capture;
+mod feed;
+mod input;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -21,9 +29,11 @@ use polyfaas_protocol::{FailureKind, HttpRequest, Init, Logs, Prepare, Stats};
 use wasmtime::{Engine, Linker, Module, Trap};
 
 use self::capture::Capture;
-use self::vm::{Eval, RubyState, RubyVm};
+use self::feed::Feed;
+use self::input::request_input;
+use self::vm::{Eval, Method, RubyState, RubyVm};
 use super::deadline::DeadlineClock;
-use super::script::{ScriptOutcome, env_json, request_envelope};
+use super::script::env_json;
 use super::{Completed, Failure, Runtime};
 
 const PRELUDE: &str = include_str!("prelude.rb");
@@ -59,9 +69,16 @@ pub struct RubyBlank {
     engine: Engine,
     module: Module,
     linker: Linker<RubyState>,
+    stdin: Feed,
     stdout: Capture,
     stderr: Capture,
+    vm: Booted,
+}
+
+/// A VM with the prelude loaded, and its `Polyfaas.invoke`.
+struct Booted {
     vm: RubyVm,
+    invoke: Method,
 }
 
 impl RubyBlank {
@@ -79,13 +96,14 @@ impl RubyBlank {
         let linker = vm::linker(&engine, &module)?;
         // Caps are set per function at Init; until then, generous ones.
         let (stdout, stderr) = (Capture::new(1 << 20), Capture::new(1 << 20));
-        let vm = boot(&engine, &linker, &module, &stdout, &stderr, 4 << 30)?;
-        Ok(Self { engine, module, linker, stdout, stderr, vm })
+        let stdin = Feed::default();
+        let vm = boot(&engine, &linker, &module, &stdin, &stdout, &stderr, 4 << 30)?;
+        Ok(Self { engine, module, linker, stdin, stdout, stderr, vm })
     }
 
     /// Loads the bundle as `Init` would, to reject one whose code does not load.
     pub fn prepare(&mut self, prepare: &Prepare) -> Result<(), String> {
-        load(&mut self.vm, &prepare.entrypoint)
+        load(&mut self.vm.vm, &self.stdin, &prepare.entrypoint)
     }
 
     pub fn init(mut self, init: &Init) -> Result<RubyFunction, String> {
@@ -93,9 +111,9 @@ impl RubyBlank {
         let max_memory = usize::try_from(init.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         self.stdout.set_cap(max_output);
         self.stderr.set_cap(max_output);
-        self.vm.set_memory_limit(max_memory);
-        set_env(&mut self.vm, &init.env)?;
-        load(&mut self.vm, &init.entrypoint)?;
+        self.vm.vm.set_memory_limit(max_memory);
+        set_env(&mut self.vm.vm, &self.stdin, &init.function, &init.env)?;
+        load(&mut self.vm.vm, &self.stdin, &init.entrypoint)?;
         let engine = self.engine.clone();
         Ok(RubyFunction {
             clock: DeadlineClock::start(move || engine.increment_epoch()),
@@ -114,32 +132,43 @@ fn boot(
     engine: &Engine,
     linker: &Linker<RubyState>,
     module: &Module,
+    stdin: &Feed,
     stdout: &Capture,
     stderr: &Capture,
     max_memory: usize,
-) -> Result<RubyVm> {
-    let mut vm = RubyVm::boot(engine, linker, module, stdout, stderr, max_memory)?;
+) -> Result<Booted> {
+    let mut vm = RubyVm::boot(engine, linker, module, stdin, stdout, stderr, max_memory)?;
     match vm.eval_string(PRELUDE.as_bytes())? {
-        Eval::Value(v) if v == b"ok" => Ok(vm),
+        Eval::Value(v) if v == b"ok" => {}
         Eval::Value(v) => anyhow::bail!("the ruby prelude answered {:?}", String::from_utf8_lossy(&v)),
         Eval::Raised(e) => anyhow::bail!("the ruby prelude failed: {e}"),
     }
+    let invoke = vm.method(b"Polyfaas", "invoke")?;
+    Ok(Booted { vm, invoke })
 }
 
-/// Gives the VM the function's own environment (metadata.json `env`), and nothing else.
-fn set_env(vm: &mut RubyVm, env: &[(String, String)]) -> Result<(), String> {
-    let code = format!("Polyfaas.env(\"{}\")", base64(env_json(env).as_bytes()));
-    match vm.eval_string(code.as_bytes()) {
+/// Evaluates `code` (one of the prelude's own calls) with `input` on stdin.
+fn eval_with(vm: &mut RubyVm, stdin: &Feed, code: &str, input: Vec<u8>) -> Result<Eval> {
+    stdin.set(input);
+    let result = vm.eval_string(code.as_bytes());
+    stdin.clear();
+    result
+}
+
+/// Gives the VM the function's name and its own environment (metadata.json
+/// `env`), and nothing else.
+fn set_env(vm: &mut RubyVm, stdin: &Feed, function: &str, env: &[(String, String)]) -> Result<(), String> {
+    let input = format!(r#"{{"function":{},"env":{}}}"#, serde_json::Value::from(function), env_json(env));
+    match eval_with(vm, stdin, "Polyfaas.env", input.into_bytes()) {
         Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
         _ => Err("cannot set the function's environment".into()),
     }
 }
 
 /// Mounts the bundle at `/app` and evaluates the entrypoint there.
-fn load(vm: &mut RubyVm, entrypoint: &str) -> Result<(), String> {
+fn load(vm: &mut RubyVm, stdin: &Feed, entrypoint: &str) -> Result<(), String> {
     vm.mount_app().map_err(|e| format!("mounting the bundle: {e:#}"))?;
-    let code = format!("Polyfaas.load({})", serde_json::Value::from(entrypoint));
-    match vm.eval_string(code.as_bytes()) {
+    match eval_with(vm, stdin, "Polyfaas.load", entrypoint.as_bytes().to_vec()) {
         Ok(Eval::Value(v)) if v == b"ok" => Ok(()),
         Ok(Eval::Value(v)) => {
             let text = String::from_utf8_lossy(&v);
@@ -164,23 +193,6 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("error").to_string()
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 pub struct RubyFunction {
     blank: RubyBlank,
     clock: DeadlineClock,
@@ -197,11 +209,11 @@ impl RubyFunction {
     /// After a trap: a fresh VM with the function loaded again.
     fn reboot(&mut self) {
         let b = &mut self.blank;
-        let rebooted = boot(&b.engine, &b.linker, &b.module, &b.stdout, &b.stderr, self.max_memory)
+        let rebooted = boot(&b.engine, &b.linker, &b.module, &b.stdin, &b.stdout, &b.stderr, self.max_memory)
             .map_err(|e| format!("{e:#}"))
-            .and_then(|mut vm| {
-                set_env(&mut vm, &self.env)?;
-                load(&mut vm, &self.entrypoint).map(|()| vm)
+            .and_then(|mut booted| {
+                set_env(&mut booted.vm, &b.stdin, &self.function, &self.env)?;
+                load(&mut booted.vm, &b.stdin, &self.entrypoint).map(|()| booted)
             });
         match rebooted {
             Ok(vm) => b.vm = vm,
@@ -220,15 +232,21 @@ impl Runtime for RubyFunction {
             });
         }
         let started = Instant::now();
-        let code = format!("Polyfaas.invoke(\"{}\")", base64(request_envelope(&self.function, &request).as_bytes()));
+        let input = request_input(&self.function, &request).map_err(|e| Failure {
+            kind: FailureKind::HandlerError,
+            message: format!("encoding the request for the prelude: {e}"),
+            logs: Logs::default(),
+        })?;
         drop(request);
         let b = &mut self.blank;
+        b.stdin.set(input);
         let _ = (b.stdout.take(), b.stderr.take());
-        b.vm.store.set_epoch_deadline(1);
+        b.vm.vm.store.set_epoch_deadline(1);
         self.clock.arm(deadline);
-        let result = b.vm.eval_string(code.as_bytes());
+        let result = b.vm.vm.call(b.vm.invoke);
         self.clock.disarm();
-        let memory_hit = b.vm.memory_limit_hit();
+        b.stdin.clear();
+        let memory_hit = b.vm.vm.memory_limit_hit();
         let logs = {
             let (mut out, over_out) = b.stdout.take();
             let (err, over_err) = b.stderr.take();
@@ -238,7 +256,14 @@ impl Runtime for RubyFunction {
         let cold = std::mem::replace(&mut self.cold, false);
         let stats = Stats { duration_us: started.elapsed().as_micros() as u64, cold };
         match result {
-            Ok(Eval::Value(text)) => ScriptOutcome::parse(&String::from_utf8_lossy(&text))?.finish(logs, false, stats),
+            Ok(Eval::Value(bytes)) => match answer::outcome(&bytes) {
+                Ok(outcome) => outcome.finish(logs, false, stats),
+                Err(why) => Err(Failure {
+                    kind: FailureKind::HandlerError,
+                    message: format!("malformed answer from the prelude: {why}"),
+                    logs,
+                }),
+            },
             Ok(Eval::Raised(message)) => {
                 Err(Failure { kind: FailureKind::HandlerError, message: first_line(&message), logs })
             }
@@ -257,18 +282,6 @@ impl Runtime for RubyFunction {
                     logs,
                 })
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_matches_the_rfc_vectors() {
-        for (input, out) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64(input.as_bytes()), out);
         }
     }
 }

@@ -1,5 +1,11 @@
-# The ctx API for Ruby handlers (the README's "Scripts: the `ctx` API"), built over the
-# JSON envelopes of runtimes/script.rs, and the loader of the bundle.
+# The ctx API for Ruby handlers (the README's "Scripts: the `ctx` API") and the
+# loader of the bundle.
+#
+# The host calls `Polyfaas.invoke` with the request on stdin (the head's JSON, a
+# newline, the body's bytes) and reads back the packed records it returns
+# (runtimes/ruby/answer.rs). Every Ruby-level step costs this interpreted VM a
+# few thousand instructions, so an invocation does as few as it can: the head
+# is parsed only when a handler reads it, and the answer is one `pack`.
 #
 # The bundle is mounted read-only at /app (vm.rs), which becomes the working
 # directory: Ruby's own `require`, `require_relative`, `autoload` and `File.read`
@@ -7,6 +13,7 @@
 # runs once per VM, before any bundle is known: it must never touch /app.
 $stdout.sync = true
 $stderr.sync = true
+STDIN.binmode
 require "json"
 require "rbconfig"
 
@@ -23,70 +30,113 @@ module Polyfaas
   VENDOR_GLOBS = ["lib", "vendor", "vendor/*/lib", "vendor/bundle/ruby/*/gems/*/lib"].freeze
   @handler = nil
 
-  class Request
-    def initialize(r) = @r = r
-    def getParam(name) = name.to_s == "name" ? @r["function"] : @r["query"][name.to_s]
-    def getHeader(name) = @r["headers"][name.to_s.downcase]
-    def method(*args) = args.empty? ? @r["method"] : super
-    def path = @r["path"]
-    def query = @r["rawQuery"]
-    def headers = @r["headerList"]
+  IN = STDIN
+  JSON_TYPE = ["H", 12, 16, "content-type", "application/json"].pack("aL<L<a*a*").freeze
+  NEWLINE = "\n".b.freeze
+  @function = nil
+
+  class << self
+    attr_reader :function
   end
 
+  # One invocation's input as the host wrote it, taken apart on demand.
+  class Call
+    def initialize(raw) = @raw = raw
+    def head = @head ||= JSON.parse(@raw.byteslice(0, cut).force_encoding(Encoding::UTF_8))
+    # A fresh binary String each time: a handler may change what it was given.
+    def bytes = @raw.byteslice(cut + 1, @raw.bytesize)
+    def text
+      @text ||= begin
+        t = bytes.force_encoding(Encoding::UTF_8)
+        t.valid_encoding? ? t : t.scrub
+      end
+    end
+
+    private def cut = @cut ||= @raw.byteindex(NEWLINE)
+  end
+
+  class Request
+    def initialize(call) = @call = call
+    def getParam(name)
+      name = name.to_s
+      name == "name" ? Polyfaas.function : @call.head["query"][name]
+    end
+    def getHeader(name) = @call.head["headers"][name.to_s.downcase]
+    def method(*args) = args.empty? ? @call.head["method"] : super
+    def path = @call.head["path"]
+    def query = @call.head["rawQuery"]
+    def headers = @call.head["headerList"]
+  end
+
+  # The response being built, and the packed answer it becomes.
   class Response
-    def initialize(res) = @res = res
+    def initialize
+      @status, @out, @body, @ended = 200, "".b, nil, false
+    end
     def setStatusCode(n)
-      @res["status"] = Integer(n)
+      @status = Integer(n)
       self
     end
     def putHeader(k, v)
-      @res["headers"] << [k.to_s, v.to_s]
+      k, v = k.to_s, v.to_s
+      @out << ["H", k.bytesize, v.bytesize, k, v].pack("aL<L<a*a*")
       self
     end
     def end(text = nil)
-      @res["body"] = text.nil? ? "" : text.to_s
-      @res["ended"] = true
+      @body = text.nil? ? "" : text.to_s
+      @ended = true
       self
+    end
+
+    # ctx.json's ending: `text` is already JSON.
+    def _json(text)
+      @out << JSON_TYPE
+      @body, @ended = text, true
+      nil
+    end
+
+    # The answer for the host: the status, the headers put, then the ending.
+    def _answer(value)
+      kind, text =
+        if @ended then ["B", @body]
+        elsif value.is_a?(String) then ["T", value]
+        else ["J", JSON.generate(value)]
+        end
+      status = @status.to_s
+      @out << ["S", status.bytesize, status, kind, text.bytesize, text].pack("aL<a*aL<a*")
     end
   end
 
   class Ctx
-    def initialize(r, res)
-      @r, @res = r, res
-      @request, @response = Request.new(r), Response.new(res)
+    def initialize(call, res)
+      @call, @res = call, res
     end
-    def request = @request
-    def response = @response
-    def body = @r["body"]
-    def bodyBytes
-      b64 = @r["bodyBase64"]
-      (b64 ? b64.unpack1("m0") : @r["body"].dup).force_encoding(Encoding::BINARY)
-    end
+    def request = @request ||= Request.new(@call)
+    def response = @res
+    def body = @call.text
+    def bodyBytes = @call.bytes
     def bodyAsJson
-      JSON.parse(@r["body"])
+      JSON.parse(@call.text)
     rescue StandardError
       nil
     end
-    def json(value)
-      @res["headers"] << ["content-type", "application/json"]
-      @res["body"] = JSON.generate(value)
-      @res["ended"] = true
-      nil
-    end
+    def json(value) = @res._json(JSON.generate(value))
   end
 
-  def self.decode(b64) = JSON.parse(b64.unpack1("m0").force_encoding(Encoding::UTF_8))
-
-  # The function's own environment (metadata.json `env`), and nothing else.
-  def self.env(b64)
-    ENV.replace(decode(b64))
+  # The function's name and its own environment (metadata.json `env`), and
+  # nothing else; on stdin as {"function": …, "env": {…}}.
+  def self.env
+    given = JSON.parse(IN.read.force_encoding(Encoding::UTF_8))
+    @function = given["function"]
+    ENV.replace(given["env"])
     "ok"
   end
 
   # Evaluates the entrypoint, which the host has just mounted at /app; the handler
   # is the entrypoint's last value if callable (a lambda, a proc, `method(:x)`), the
   # method a trailing `def` names, or else a top-level method `handler`.
-  def self.load(entry)
+  def self.load
+    entry = IN.read.force_encoding(Encoding::UTF_8)
     Dir.chdir(ROOT)
     vendored = VENDOR_GLOBS.flat_map { |g| Dir.glob("#{ROOT}/#{g}").select { |d| File.directory?(d) }.sort }
     $LOAD_PATH.unshift(*vendored)
@@ -106,15 +156,12 @@ module Polyfaas
     JSON.generate({ "error" => "#{e.class}: #{e.message}", "trace" => e.full_message(highlight: false) })
   end
 
-  def self.invoke(b64)
-    r = decode(b64)
-    res = { "ended" => false, "status" => 200, "headers" => [], "body" => nil }
-    value = @handler.call(Ctx.new(r, res))
-    res["value"] = value
-    res["isString"] = value.is_a?(String)
-    JSON.generate({ "response" => res })
+  def self.invoke
+    res = Response.new
+    res._answer(@handler.call(Ctx.new(Call.new(IN.read), res)))
   rescue Exception => e # SystemExit, ScriptError, SystemStackError too
-    JSON.generate({ "error" => "#{e.class}: #{e.message}", "trace" => e.full_message(highlight: false) })
+    message, trace = "#{e.class}: #{e.message}", e.full_message(highlight: false)
+    ["E", message.bytesize, message, trace.bytesize, trace].pack("aL<a*L<a*")
   ensure
     $stdout.flush
     $stderr.flush

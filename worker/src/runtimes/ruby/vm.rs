@@ -2,7 +2,10 @@
 //! that lives as long as it is usable, and the old wit-bindgen calling convention
 //! of its exports (`rb-abi-guest`): strings go in as (ptr, len) in guest memory
 //! (NUL-terminated, for the exports that read C strings), results come back
-//! through a return pointer, and every result handle is dropped after use.
+//! through a return pointer, and every result handle is dropped after use (but
+//! the receiver of a bound [`Method`], kept for the VM's life). Source is parsed
+//! only for the prelude's own setup calls; an invocation is a bound method called
+//! through `rb-funcallv-protect`, its input on the VM's stdin (`feed.rs`).
 //!
 //! The VM's one host directory is the WASI preopen `/app`, read-only. A blank VM
 //! boots before its bundle is known, so the preopen starts on the worker's working
@@ -20,6 +23,7 @@ use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiView};
 
 use super::capture::Capture;
+use super::feed::Feed;
 
 const EX_INIT: &str = "ruby-init: func(args: list<string>) -> ()";
 const EX_EVAL: &str = "rb-eval-string-protect: func(str: string) -> tuple<handle<rb-abi-value>, s32>";
@@ -27,6 +31,8 @@ const EX_RSTRING: &str = "rstring-ptr: func(value: handle<rb-abi-value>) -> stri
 const EX_RSTRING_POST: &str = "cabi_post_rstring-ptr";
 const EX_DROP: &str = "canonical_abi_drop_rb-abi-value";
 const EX_CLEAR_ERRINFO: &str = "rb-clear-errinfo: func() -> ()";
+const EX_FUNCALL: &str = "rb-funcallv-protect: func(recv: handle<rb-abi-value>, mid: u32, args: list<handle<rb-abi-value>>) -> tuple<handle<rb-abi-value>, s32>";
+const EX_INTERN: &str = "rb-intern: func(name: string) -> u32";
 
 /// `--disable-gems`: RubyGems, did_you_mean and error_highlight are not needed by
 /// handlers and cost ~150 ms of `ruby-init`; the stdlib (`require "json"`) stays.
@@ -83,9 +89,18 @@ pub struct RubyVm {
     rstring_post: TypedFunc<i32, ()>,
     drop_value: TypedFunc<i32, ()>,
     clear_errinfo: TypedFunc<(), ()>,
+    funcall: TypedFunc<(i32, i32, i32, i32), i32>,
+    intern: TypedFunc<(i32, i32), i32>,
     /// One reusable buffer in guest memory for strings passed in: the guest has
     /// no `free` export, so allocating per call would leak.
     scratch: (i32, i32),
+}
+
+/// A method bound by [`RubyVm::method`]: its receiver's handle and its name's ID.
+#[derive(Clone, Copy)]
+pub struct Method {
+    recv: i32,
+    mid: i32,
 }
 
 /// How an eval ended.
@@ -102,6 +117,7 @@ impl RubyVm {
         engine: &Engine,
         linker: &Linker<RubyState>,
         module: &Module,
+        stdin: &Feed,
         stdout: &Capture,
         stderr: &Capture,
         max_memory: usize,
@@ -110,6 +126,7 @@ impl RubyVm {
         // guest opens beneath it is checked, against the bundle once confined.
         let app = identity(&std::fs::metadata(".").context("the working directory")?);
         let wasi = WasiCtxBuilder::new()
+            .stdin(stdin.clone())
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .preopened_dir(".", APP_DIR, FsPerms::ReadOnly)
@@ -136,6 +153,8 @@ impl RubyVm {
             rstring_post: func(&instance, &mut store, EX_RSTRING_POST)?,
             drop_value: func(&instance, &mut store, EX_DROP)?,
             clear_errinfo: func(&instance, &mut store, EX_CLEAR_ERRINFO)?,
+            funcall: func(&instance, &mut store, EX_FUNCALL)?,
+            intern: func(&instance, &mut store, EX_INTERN)?,
             scratch: (0, 0),
             store,
         };
@@ -167,6 +186,35 @@ impl RubyVm {
     /// in an unknown state and must not be used again.
     pub fn eval_string(&mut self, code: &[u8]) -> Result<Eval> {
         let (handle, state) = self.eval_raw(code)?;
+        self.ending(handle, state)
+    }
+
+    /// A method of the object `eval_string(receiver)` evaluates to, to call
+    /// again and again with no arguments and no Ruby source to parse.
+    ///
+    /// # Errors
+    /// If evaluating `receiver` raised or trapped.
+    pub fn method(&mut self, receiver: &[u8], name: &str) -> Result<Method> {
+        let (recv, state) = self.eval_raw(receiver)?;
+        ensure!(state == 0, "evaluating {:?} failed", String::from_utf8_lossy(receiver));
+        // The handle stays lent (never dropped), so the object is never collected.
+        let (ptr, _) = self.put(name.as_bytes())?;
+        let mid = self.intern.call(&mut self.store, (ptr, i32::try_from(name.len())?))?;
+        Ok(Method { recv, mid })
+    }
+
+    /// Calls `method`, whose value must be a String; as [`Self::eval_string`].
+    ///
+    /// # Errors
+    /// As [`Self::eval_string`].
+    pub fn call(&mut self, method: Method) -> Result<Eval> {
+        let ret = self.funcall.call(&mut self.store, (method.recv, method.mid, 0, 0))?;
+        let (handle, state) = (self.read_i32(ret)?, self.read_i32(ret + 4)?);
+        self.ending(handle, state)
+    }
+
+    /// The value of an eval or a call (`state` 0), or the exception that escaped it.
+    fn ending(&mut self, handle: i32, state: i32) -> Result<Eval> {
         if state == 0 {
             let bytes = self.rstring(handle);
             self.drop_value.call(&mut self.store, handle)?;
@@ -291,9 +339,18 @@ fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 /// Checks that `module` looks like the Ruby build this code speaks to.
 pub fn check_module(module: &Module) -> Result<()> {
-    for name in
-        [EX_INIT, EX_EVAL, EX_RSTRING, EX_RSTRING_POST, EX_DROP, EX_CLEAR_ERRINFO, "cabi_realloc", "_initialize"]
-    {
+    for name in [
+        EX_INIT,
+        EX_EVAL,
+        EX_RSTRING,
+        EX_RSTRING_POST,
+        EX_DROP,
+        EX_CLEAR_ERRINFO,
+        EX_FUNCALL,
+        EX_INTERN,
+        "cabi_realloc",
+        "_initialize",
+    ] {
         if module.get_export(name).is_none() {
             bail!("the ruby module does not export {name:?}; use @ruby/3.4-wasm-wasi 2.x");
         }

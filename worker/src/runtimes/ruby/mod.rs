@@ -7,9 +7,9 @@
 //! only host directory, see `vm.rs`; the worker is confined to the bundle by
 //! then) and evaluates the entrypoint from there. An invocation is one call of
 //! `Polyfaas.invoke`, bound once (`RubyVm::method`), so no Ruby source is parsed
-//! per call: the request goes in on the VM's stdin (`feed.rs`) as the head's
-//! JSON, a newline and the body's bytes (`input.rs`), and the prelude parses the
-//! head only when the handler reads it; the answer comes back packed (`answer.rs`). The
+//! per call: the request goes in on the VM's stdin (`feed.rs`) as four lines of
+//! JSON and the body's bytes (`input.rs`), each line parsed by the prelude only
+//! when the handler reads from it; the answer comes back packed (`answer.rs`). The
 //! store lives on, so Ruby state persists between invocations of the function,
 //! like a warm Lambda.
 //! Deadlines interrupt through the engine's epoch; a trap (deadline, memory

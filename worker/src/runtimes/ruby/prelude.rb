@@ -1,11 +1,12 @@
 # The ctx API for Ruby handlers (the README's "Scripts: the `ctx` API") and the
 # loader of the bundle.
 #
-# The host calls `Polyfaas.invoke` with the request on stdin (the head's JSON, a
-# newline, the body's bytes) and reads back the packed records it returns
+# The host calls `Polyfaas.invoke` with the request on stdin (four lines of
+# JSON, then the body's bytes) and reads back the packed records it returns
 # (runtimes/ruby/answer.rs). Every Ruby-level step costs this interpreted VM a
-# few thousand instructions, so an invocation does as few as it can: the head
-# is parsed only when a handler reads it, and the answer is one `pack`.
+# few thousand instructions, so an invocation does as few as it can: a line of
+# the head is parsed only when a handler reads from it, and the answer is one
+# `pack`.
 #
 # The bundle is mounted read-only at /app (vm.rs), which becomes the working
 # directory: Ruby's own `require`, `require_relative`, `autoload` and `File.read`
@@ -39,12 +40,16 @@ module Polyfaas
     attr_reader :function
   end
 
-  # One invocation's input as the host wrote it, taken apart on demand.
+  # One invocation's input as the host wrote it (runtimes/ruby/input.rs: four
+  # lines of JSON, then the body), each part parsed when it is first read.
   class Call
     def initialize(raw) = @raw = raw
-    def head = @head ||= JSON.parse(@raw.byteslice(0, cut).force_encoding(Encoding::UTF_8))
+    def scalars = @scalars ||= part(0)
+    def query = @query ||= part(1)
+    def headers = @headers ||= part(2)
+    def header_list = @header_list ||= part(3)
     # A fresh binary String each time: a handler may change what it was given.
-    def bytes = @raw.byteslice(cut + 1, @raw.bytesize)
+    def bytes = parts[4].dup
     def text
       @text ||= begin
         t = bytes.force_encoding(Encoding::UTF_8)
@@ -52,20 +57,21 @@ module Polyfaas
       end
     end
 
-    private def cut = @cut ||= @raw.byteindex(NEWLINE)
+    private def parts = @parts ||= @raw.split(NEWLINE, 5)
+    private def part(i) = JSON.parse(parts[i].force_encoding(Encoding::UTF_8))
   end
 
   class Request
     def initialize(call) = @call = call
     def getParam(name)
       name = name.to_s
-      name == "name" ? Polyfaas.function : @call.head["query"][name]
+      name == "name" ? Polyfaas.function : @call.query[name]
     end
-    def getHeader(name) = @call.head["headers"][name.to_s.downcase]
-    def method(*args) = args.empty? ? @call.head["method"] : super
-    def path = @call.head["path"]
-    def query = @call.head["rawQuery"]
-    def headers = @call.head["headerList"]
+    def getHeader(name) = @call.headers[name.to_s.downcase]
+    def method(*args) = args.empty? ? @call.scalars[1] : super
+    def path = @call.scalars[2]
+    def query = @call.scalars[3]
+    def headers = @call.header_list
   end
 
   # The response being built, and the packed answer it becomes.

@@ -117,26 +117,21 @@ fn a_python_handler_that_rewrites_its_answer_gets_a_clear_502() {
     assert_eq!(r.status, 201, "{}", r.text());
     let first = server.get("/fn/rewrites");
     assert_eq!((first.status, first.text().as_str()), (200, "ok"));
-    let pid = first.worker_pid();
-    for (field, says) in [
-        ("status", "status is not an int"),
-        ("bigstatus", "is not from 0 to 65535"),
-        ("negstatus", "is not from 0 to 65535"),
-        ("pair", "not a [name, value] pair"),
-        ("name", "a header's name is not a str"),
-        ("headers", "headers is not a list"),
-        ("ended", "ended is not a bool"),
-        ("body", "body is not a str"),
-        ("gone", "KeyError"),
-    ] {
-        let r = server.get(&format!("/fn/rewrites?field={field}"));
-        assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{field}: {}", r.text());
-        let message = r.json()["error"].as_str().unwrap_or("").to_string();
-        assert!(message.contains(says), "{field}: {message}");
-        let next = server.get("/fn/rewrites");
-        assert_eq!((next.status, next.text().as_str()), (200, "ok"), "after {field}");
-        assert_eq!(next.worker_pid(), pid, "after {field}: the same worker serves on");
-    }
+    each_is_a_clear_502(
+        &server,
+        first.worker_pid(),
+        &[
+            ("status", "status is not an int"),
+            ("bigstatus", "is not from 0 to 65535"),
+            ("negstatus", "is not from 0 to 65535"),
+            ("pair", "not a [name, value] pair"),
+            ("name", "a header's name is not a str"),
+            ("headers", "headers is not a list"),
+            ("ended", "ended is not a bool"),
+            ("body", "body is not a str"),
+            ("gone", "KeyError"),
+        ],
+    );
     let r = server.get("/fn/rewrites?field=surrogate");
     assert_eq!((r.status, r.text().as_str()), (200, "a\u{fffd}b"));
 }
@@ -192,14 +187,31 @@ method(:handler)
     assert_eq!(r.status, 201, "{}", r.text());
     let first = server.get("/fn/rewrites");
     assert_eq!((first.status, first.text().as_str()), (200, "ok"));
-    let pid = first.worker_pid();
-    for (field, says) in [
-        ("unknown", "unknown record 0x5a"),
-        ("short", "a record of 100 bytes is cut short"),
-        ("twice", "more than one ending"),
-        ("range", "status 70000 is not from 0 to 65535"),
-        ("huge", "status 1180591620717411303424 is not from 0 to 65535"),
-    ] {
+    each_is_a_clear_502(
+        &server,
+        first.worker_pid(),
+        &[
+            ("unknown", "unknown record 0x5a"),
+            ("short", "a record of 100 bytes is cut short"),
+            ("twice", "more than one ending"),
+            ("range", "status 70000 is not from 0 to 65535"),
+            ("huge", "status 1180591620717411303424 is not from 0 to 65535"),
+        ],
+    );
+    let r = server.call("POST", "/fn/rewrites?field=stdin", &[], b"secret body");
+    assert_eq!((r.status, r.text().as_str()), (200, "stdin:\"\""), "the prelude has read it all");
+    assert_eq!(server.call("POST", "/fn/rewrites?field=keep&who=first", &[], b"first body").text(), "kept");
+    let r = server.call("POST", "/fn/rewrites?field=kept&who=second", &[], b"second body");
+    assert_eq!((r.status, r.text().as_str()), (200, "first first body"), "a kept ctx reads its own request");
+    let r = server.call("POST", "/fn/rewrites?field=bytes", &[], &[b'a', 0xff, b'\n', 0]);
+    assert_eq!((r.status, r.text().as_str()), (200, "[97, 255, 10, 0] true UTF-8 ASCII-8BIT"));
+}
+
+/// Calls the function `rewrites` with each `?field=`: a 502 `handler_error`
+/// whose message says what was wrong, and after each a plain call that worker
+/// `pid` still answers with `ok`.
+fn each_is_a_clear_502(server: &Server, pid: u32, cases: &[(&str, &str)]) {
+    for (field, says) in cases {
         let r = server.get(&format!("/fn/rewrites?field={field}"));
         assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("handler_error")), "{field}: {}", r.text());
         let message = r.json()["error"].as_str().unwrap_or("").to_string();
@@ -208,11 +220,4 @@ method(:handler)
         assert_eq!((next.status, next.text().as_str()), (200, "ok"), "after {field}");
         assert_eq!(next.worker_pid(), pid, "after {field}: the same worker serves on");
     }
-    let r = server.call("POST", "/fn/rewrites?field=stdin", &[], b"secret body");
-    assert_eq!((r.status, r.text().as_str()), (200, "stdin:\"\""), "the prelude has read it all");
-    assert_eq!(server.call("POST", "/fn/rewrites?field=keep&who=first", &[], b"first body").text(), "kept");
-    let r = server.call("POST", "/fn/rewrites?field=kept&who=second", &[], b"second body");
-    assert_eq!((r.status, r.text().as_str()), (200, "first first body"), "a kept ctx reads its own request");
-    let r = server.call("POST", "/fn/rewrites?field=bytes", &[], &[b'a', 0xff, b'\n', 0]);
-    assert_eq!((r.status, r.text().as_str()), (200, "[97, 255, 10, 0] true UTF-8 ASCII-8BIT"));
 }

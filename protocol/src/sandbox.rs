@@ -52,7 +52,10 @@ impl SandboxConfig {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Layers {
     pub parent_death: bool,
-    pub new_session: bool,
+    /// Was `new-session` (a session of its own) before the worker kept the
+    /// supervisor's session; that name still switches this step off.
+    #[serde(alias = "new-session")]
+    pub process_group: bool,
     pub close_fds: bool,
     pub no_new_privs: bool,
     pub rlimits: bool,
@@ -72,7 +75,7 @@ impl Layers {
     /// The layer names, as `--sandbox-disable` and the JSON spell them.
     pub const NAMES: [&'static str; 10] = [
         "parent-death",
-        "new-session",
+        "process-group",
         "close-fds",
         "no-new-privs",
         "rlimits",
@@ -90,7 +93,7 @@ impl Layers {
     pub fn switch_off(&mut self, name: &str) -> Result<(), UnknownLayer> {
         let switch = match name {
             "parent-death" => &mut self.parent_death,
-            "new-session" => &mut self.new_session,
+            "process-group" | "new-session" => &mut self.process_group,
             "close-fds" => &mut self.close_fds,
             "no-new-privs" => &mut self.no_new_privs,
             "rlimits" => &mut self.rlimits,
@@ -110,7 +113,7 @@ impl Default for Layers {
     fn default() -> Self {
         Self {
             parent_death: true,
-            new_session: true,
+            process_group: true,
             close_fds: true,
             no_new_privs: true,
             rlimits: true,
@@ -257,5 +260,14 @@ mod tests {
             assert_eq!(off, vec![name]);
         }
         assert!(Layers::default().switch_off("seccom").is_err());
+    }
+
+    #[test]
+    fn the_old_name_of_the_process_group_step_still_switches_it_off() {
+        let mut layers = Layers::default();
+        layers.switch_off("new-session").expect("the old name");
+        assert!(!layers.process_group);
+        let config = SandboxConfig::from_json(r#"{"layers":{"new-session":false}}"#).expect("the old key");
+        assert!(!config.layers.process_group && config.layers.parent_death);
     }
 }

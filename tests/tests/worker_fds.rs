@@ -1,4 +1,5 @@
-//! What a worker holds, read from `/proc` against the real binaries: of the
+//! What a worker holds and where it stands, read from `/proc` against the real
+//! binaries: its own process group in the supervisor's session; of the
 //! store, only its own bundle (with the data dir closed to the workers' uid), and
 //! of the supervisor's sockets, only its own, on fd 3.
 
@@ -147,5 +148,39 @@ fn no_worker_holds_another_workers_socket() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         assert!(seen >= names.len(), "only {seen} workers could be looked at");
+    }
+}
+
+/// Every worker leads a process group of its own, so a signal sent to the
+/// supervisor's group (a terminal's Ctrl-C, `kill -- -PGID`) does not reach it,
+/// but stays in the supervisor's session: a session of its own would make it a
+/// scheduler autogroup of one, which starved workers under load (README,
+/// "Isolation"). Read from `/proc/<pid>/stat`, which any user may read.
+#[test]
+fn every_worker_leads_its_own_process_group_in_the_supervisors_session() {
+    let server = Server::start(&[]);
+    for (name, zip) in [("w", wasm_bundle("hello-wasm", None)), ("r", common::dir_bundle("hello-ruby"))] {
+        let r = server.deploy(name, &zip);
+        assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
+        let r = server.call("POST", &format!("/fn/{name}"), &[("content-type", "application/json")], b"{}");
+        assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
+    }
+    // (process group, session) from /proc/<pid>/stat: the fields after the
+    // command, which may itself hold spaces and parentheses, are
+    // "state ppid pgrp session …".
+    let groups = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let rest = stat.rsplit_once(')').expect("a command in parentheses").1;
+        let fields: Vec<u32> = rest.split_whitespace().skip(2).take(2).map(|f| f.parse().expect("a number")).collect();
+        (fields[0], fields[1])
+    };
+    let (supervisor_group, supervisor_session) = groups(server.pid());
+    let workers = server.worker_pids();
+    assert!(workers.len() >= 2, "the two functions' workers (and the blank ones): {workers:?}");
+    for pid in workers {
+        let (group, session) = groups(pid);
+        assert_eq!(group, pid, "worker {pid} leads its own process group");
+        assert_ne!(group, supervisor_group, "worker {pid} is in the supervisor's process group");
+        assert_eq!(session, supervisor_session, "worker {pid} left the supervisor's session");
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! [`apply_early`], at process start, before the runtime loads:
 //!  1. `parent_death`: SIGKILL when the supervisor dies, and check it has not already.
-//!  2. `new_session`: leave the supervisor's session and process group.
+//!  2. `process_group`: leave the supervisor's process group (not its session).
 //!  3. `close_inherited_fds`: keep only stdin/stdout/stderr, the socket and the
 //!     runtime file opened just before (the Ruby module).
 //!  4. `no_new_privs`: no exec can ever gain privileges (Landlock and seccomp need it).
@@ -76,8 +76,8 @@ pub enum SandboxError {
     /// `expected` is 0 when no `--parent-pid` was given (then `actual` is 1).
     #[error("the supervisor is gone: the parent is pid {actual}, expected {expected}")]
     Orphaned { expected: u32, actual: u32 },
-    #[error("setsid failed: {0}")]
-    NewSession(#[source] io::Error),
+    #[error("setpgid failed: {0}")]
+    ProcessGroup(#[source] io::Error),
     #[error("socket fd {0} is stdin, stdout or stderr; the supervisor passes 3")]
     SocketFd(RawFd),
     #[error("close_range failed: {0}")]
@@ -166,7 +166,7 @@ pub fn apply_early(config: &SandboxConfig, inherited: &Inherited) -> Result<Repo
     run.step(Layer::ParentDeath, on.parent_death, || process::die_with_parent(inherited.parent_pid))?;
     // 2. Before anything can take a while. A Ctrl-C or a signal sent to the supervisor's
     //    process group then reaches only the supervisor, which drains its workers itself.
-    run.step(Layer::NewSession, on.new_session, process::new_session)?;
+    run.step(Layer::ProcessGroup, on.process_group, process::own_process_group)?;
     // 3. Before anything in this process opens a file, so only inherited descriptors
     //    are closed. A leaked one (a writable file, a socket) would get user code past
     //    every layer below: Landlock and seccomp check opening, not using.

@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
     ParentDeath,
-    NewSession,
+    ProcessGroup,
     InheritedFds,
     NoNewPrivs,
     Rlimits,
@@ -30,7 +30,7 @@ impl Layer {
     pub fn name(self) -> &'static str {
         match self {
             Layer::ParentDeath => "parent-death",
-            Layer::NewSession => "new-session",
+            Layer::ProcessGroup => "process-group",
             Layer::InheritedFds => "close-fds",
             Layer::NoNewPrivs => "no-new-privs",
             Layer::Rlimits => "rlimits",

@@ -296,6 +296,37 @@ fn memory_limit_and_stack_overflow_are_clean_errors() {
     assert_eq!(server.invoke("testkit", &json!({"ok": 1})).status, 200);
 }
 
+/// A module's `start` function is its own code, run by instantiating it: it is
+/// held to the function's timeout like the handler. Here it never ends: every
+/// call is a clean `504 timeout`, no worker hangs, and a bystander function is
+/// served meanwhile.
+#[test]
+fn a_start_function_that_never_ends_is_each_calls_timeout() {
+    #[rustfmt::skip]
+    let spin_at_start: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // types: () -> ()
+        0x03, 0x03, 0x02, 0x00, 0x00, // two functions of that type
+        0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x01, // export function 1 as _start
+        0x08, 0x01, 0x00, // start: function 0
+        0x0a, 0x0c, 0x02, // code, two bodies:
+        0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // function 0: loop br 0 end
+        0x02, 0x00, 0x0b, // function 1: nothing
+    ];
+    let server = Server::start(&[]);
+    let meta = br#"{"language":"wasm","entrypointFile":"spin.wasm","timeoutMs":300}"#;
+    let r = server.deploy("spin-at-start", &common::zip(&[("metadata.json", meta), ("spin.wasm", spin_at_start)]));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(server.deploy("hello-wasm", &wasm_bundle("hello-wasm", None)).status, 201);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = server.invoke("spin-at-start", &json!({}));
+        assert_eq!((r.status, r.json()["code"].as_str()), (504, Some("timeout")), "{}", r.text());
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert_eq!(server.invoke("hello-wasm", &json!({"name": "ok"})).json()["hello"], "ok");
+    }
+}
+
 #[test]
 fn bad_uploads_are_rejected_and_the_current_version_keeps_serving() {
     let server = Server::start(&[]);

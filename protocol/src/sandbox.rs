@@ -161,6 +161,13 @@ pub struct Limits {
     /// runtime itself, thread stacks (private writable mappings count as data),
     /// compiled code while it is being written, and the message buffers.
     pub memory_overhead_mb: u64,
+    /// Added to the nice value the worker inherited from the supervisor (at most
+    /// 19 in all). A worker has a core only when the supervisor does not want it:
+    /// under load the supervisor then hands out the next request and forwards the
+    /// last answer without waiting behind a handler, and no handler can starve the
+    /// server. Not undone by user code: lowering it back needs a privilege the
+    /// worker does not have, and seccomp refuses `setpriority`.
+    pub nice: u8,
 }
 
 impl Default for Limits {
@@ -172,6 +179,7 @@ impl Default for Limits {
             cpu_seconds: Some(3600),
             memory: MemoryRlimit::Data,
             memory_mb: Some(MAX_FUNCTION_MEMORY_MB + RUNTIME_OVERHEAD_MB),
+            nice: 5,
             memory_overhead_mb: RUNTIME_OVERHEAD_MB,
         }
     }

@@ -97,6 +97,10 @@ pub struct Settings {
     /// [default: 10000]
     #[arg(long, env = "POLYFAAS_WORKER_START_TIMEOUT_MS")]
     pub worker_start_timeout_ms: Option<u64>,
+    /// How much nicer than the server workers run, 0 to 19: the server's own work (reading requests,
+    /// handing them out, sending answers) goes before any handler's when both want a core [default: 5]
+    #[arg(long, env = "POLYFAAS_WORKER_NICE")]
+    pub worker_nice: Option<u8>,
     /// Path of the worker binary [default: polyfaas-worker beside polyfaas]
     #[arg(long, env = "POLYFAAS_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -201,6 +205,7 @@ pub struct Config {
     pub max_functions: usize,
     pub max_store_bytes: u64,
     pub worker_start_timeout: Duration,
+    pub worker_nice: u8,
     pub worker_bin: PathBuf,
     pub ruby_wasm: PathBuf,
     pub runtime_cache: PathBuf,
@@ -295,6 +300,7 @@ impl Settings {
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(30_000)),
             worker_start_timeout: Duration::from_millis(self.worker_start_timeout_ms.unwrap_or(10_000).max(1)),
             warm_workers: self.warm_workers.unwrap_or(1),
+            worker_nice: self.worker_nice.unwrap_or(5),
             pool_memory_mb: self.pool_memory_mb,
             // The cap wins over the default it caps.
             keep_versions: self.keep_versions.unwrap_or(10).clamp(1, self.max_versions.unwrap_or(100).max(1)),
@@ -349,6 +355,9 @@ impl Config {
                  to one with --admin-listen), or pass --insecure-open-management if the network in front of the \
                  server already decides who may reach it"
             );
+        }
+        if self.worker_nice > 19 {
+            bail!("worker-nice must be between 0 and 19 (the nice values above the server's own)");
         }
         if self.max_concurrent_uploads == 0 {
             bail!("max-concurrent-uploads must be at least 1");
@@ -434,6 +443,11 @@ mod tests {
         assert!(Settings { max_connections: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { http_threads: Some(0), ..Default::default() }.resolve().is_err());
         assert!(Settings { header_timeout_ms: Some(0), ..Default::default() }.resolve().is_err());
+        assert!(Settings { worker_nice: Some(20), ..Default::default() }.resolve().is_err());
+        assert_eq!(
+            Settings { worker_nice: Some(19), ..Default::default() }.resolve().map(|c| c.worker_nice).ok(),
+            Some(19)
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn worker_sandbox(config: &Config) -> Result<SandboxConfig> {
     // Until a function is known, the largest memory a function may have, plus the
     // runtime's own; Init lowers it to the function's memoryMb.
     sandbox.limits.memory_mb = Some(config.max_memory_mb + RUNTIME_OVERHEAD_MB);
+    sandbox.limits.nice = config.worker_nice;
     Ok(sandbox)
 }
 

@@ -155,32 +155,51 @@ fn no_worker_holds_another_workers_socket() {
 /// supervisor's group (a terminal's Ctrl-C, `kill -- -PGID`) does not reach it,
 /// but stays in the supervisor's session: a session of its own would make it a
 /// scheduler autogroup of one, which starved workers under load (README,
-/// "Isolation"). Read from `/proc/<pid>/stat`, which any user may read.
+/// "Isolation"). And it runs `--worker-nice` (default 5) nicer than the
+/// supervisor, which a handler cannot undo. Read from `/proc/<pid>/stat`, which
+/// any user may read.
 #[test]
-fn every_worker_leads_its_own_process_group_in_the_supervisors_session() {
-    let server = Server::start(&[]);
-    for (name, zip) in [("w", wasm_bundle("hello-wasm", None)), ("r", common::dir_bundle("hello-ruby"))] {
-        let r = server.deploy(name, &zip);
-        assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
-        let r = server.call("POST", &format!("/fn/{name}"), &[("content-type", "application/json")], b"{}");
-        assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
-    }
-    // (process group, session) from /proc/<pid>/stat: the fields after the
-    // command, which may itself hold spaces and parentheses, are
-    // "state ppid pgrp session …".
-    let groups = |pid: u32| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let rest = stat.rsplit_once(')').expect("a command in parentheses").1;
-        let fields: Vec<u32> = rest.split_whitespace().skip(2).take(2).map(|f| f.parse().expect("a number")).collect();
-        (fields[0], fields[1])
-    };
-    let (supervisor_group, supervisor_session) = groups(server.pid());
-    let workers = server.worker_pids();
-    assert!(workers.len() >= 2, "the two functions' workers (and the blank ones): {workers:?}");
-    for pid in workers {
-        let (group, session) = groups(pid);
-        assert_eq!(group, pid, "worker {pid} leads its own process group");
-        assert_ne!(group, supervisor_group, "worker {pid} is in the supervisor's process group");
-        assert_eq!(session, supervisor_session, "worker {pid} left the supervisor's session");
+fn every_worker_leads_its_own_process_group_in_the_supervisors_session_and_is_nicer() {
+    for (args, nicer) in [(&[][..], 5), (&["--worker-nice", "0"][..], 0)] {
+        let server = Server::start(args);
+        let lowers_its_nice = b"import os\n\ndef handler(ctx):\n    tried = []\n    for f in (lambda: os.nice(-5), lambda: os.setpriority(os.PRIO_PROCESS, 0, -20)):\n        try:\n            f()\n            tried.append('done')\n        except OSError as e:\n            tried.append(e.errno)\n    ctx.json({'tried': tried})\n";
+        let nice_py = common::zip(&[
+            ("metadata.json", br#"{"language":"python","entrypointFile":"main.py"}"#),
+            ("main.py", lowers_its_nice),
+        ]);
+        // The workers that served a call: past their sandbox's first steps (a
+        // blank worker being started meanwhile may not be yet).
+        let mut workers = Vec::new();
+        for (name, zip) in
+            [("w", wasm_bundle("hello-wasm", None)), ("r", common::dir_bundle("hello-ruby")), ("p", nice_py)]
+        {
+            let r = server.deploy(name, &zip);
+            assert!(r.status == 200 || r.status == 201, "deploying {name}: {} {}", r.status, r.text());
+            let r = server.call("POST", &format!("/fn/{name}"), &[("content-type", "application/json")], b"{}");
+            assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
+            workers.push(r.worker_pid());
+            if name == "p" {
+                // Both refused (EPERM), whatever the worker's uid.
+                assert_eq!(r.json()["tried"], json!([1, 1]), "{}", r.text());
+            }
+        }
+        // (process group, session, nice) from /proc/<pid>/stat: the fields after
+        // the command, which may itself hold spaces and parentheses, are
+        // "state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+        // cmajflt utime stime cutime cstime priority nice …".
+        let stat = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+            let rest = stat.rsplit_once(')').expect("a command in parentheses").1;
+            let fields: Vec<i64> = rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+            (fields[1], fields[2], fields[15])
+        };
+        let (supervisor_group, supervisor_session, supervisor_nice) = stat(server.pid());
+        for pid in workers {
+            let (group, session, nice) = stat(pid);
+            assert_eq!(group, i64::from(pid), "worker {pid} leads its own process group");
+            assert_ne!(group, supervisor_group, "worker {pid} is in the supervisor's process group");
+            assert_eq!(session, supervisor_session, "worker {pid} left the supervisor's session");
+            assert_eq!(nice, (supervisor_nice + nicer).min(19), "worker {pid}'s nice value ({args:?})");
+        }
     }
 }

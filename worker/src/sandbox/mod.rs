@@ -17,7 +17,8 @@
 //!  3. `close_inherited_fds`: keep only stdin/stdout/stderr, the socket and the
 //!     runtime file opened just before (the Ruby module).
 //!  4. `no_new_privs`: no exec can ever gain privileges (Landlock and seccomp need it).
-//!  5. `rlimits`: core 0, open files, file size 0, CPU and memory backstops.
+//!  5. `rlimits`: core 0, open files, file size 0, CPU and memory backstops; a
+//!     nice value below the supervisor's.
 //!  6. `netns`: a new network namespace with no interfaces (root only).
 //!  7. `privileges`: drop to the configured uid/gid (root only).
 //!  8. `parent_death` again, when 7 ran: a uid/gid change clears the signal.
@@ -86,6 +87,8 @@ pub enum SandboxError {
     NoNewPrivs(#[source] io::Error),
     #[error("setting {resource} failed: {source}")]
     Rlimit { resource: &'static str, source: io::Error },
+    #[error("setpriority failed: {0}")]
+    Nice(#[source] io::Error),
     #[error("ignoring SIGXFSZ failed: {0}")]
     IgnoreSigxfsz(#[source] io::Error),
     #[error("unshare(CLONE_NEWNET) failed: {0}")]

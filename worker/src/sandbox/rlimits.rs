@@ -2,7 +2,8 @@
 //! Landlock and seccomp bound the same things more precisely. Limits are only ever
 //! lowered, never raised above what the worker inherited. They are set with
 //! soft = hard, so user code cannot raise them back (`prlimit64` writes are also
-//! refused by seccomp).
+//! refused by seccomp). The worker's CPU priority goes below the supervisor's
+//! here too: only ever lowered, and not raised back by user code.
 
 use std::io;
 
@@ -35,7 +36,33 @@ pub fn apply_early(limits: &Limits) -> Result<Done, SandboxError> {
     if let Some(mb) = limits.memory_mb {
         set.push(memory(limits.memory, mb.saturating_mul(MIB))?);
     }
+    if limits.nice > 0 {
+        set.push(nicer(limits.nice)?);
+    }
     Ok(Done::Applied(set.join(", ")))
+}
+
+/// Makes this process `by` nicer than it was started, at most 19 (why:
+/// `Limits::nice`). Raising one's own nice value needs no privilege. It changes
+/// the calling thread, which is the only one yet; threads started later inherit
+/// its value.
+fn nicer(by: u8) -> Result<String, SandboxError> {
+    use nix::errno::Errno;
+    let fail = |e: Errno| SandboxError::Nice(e.into());
+    // -1 is a nice value as well as the error return: errno tells them apart.
+    Errno::clear();
+    // SAFETY: getpriority only reads this thread's scheduling priority.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if current == -1 && Errno::last_raw() != 0 {
+        return Err(fail(Errno::last()));
+    }
+    let target = current.saturating_add(i32::from(by)).min(19);
+    // SAFETY: setpriority changes only this thread's scheduling priority (who = 0);
+    // it reads and writes none of this process's memory.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) } != 0 {
+        return Err(fail(Errno::last()));
+    }
+    Ok(format!("nice {target}"))
 }
 
 /// Lowers the memory bound to the function's `memoryMb` plus the runtime's overhead.

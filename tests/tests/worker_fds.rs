@@ -162,7 +162,7 @@ fn no_worker_holds_another_workers_socket() {
 fn every_worker_leads_its_own_process_group_in_the_supervisors_session_and_is_nicer() {
     for (args, nicer) in [(&[][..], 5), (&["--worker-nice", "0"][..], 0)] {
         let server = Server::start(args);
-        let lowers_its_nice = b"import os\n\ndef handler(ctx):\n    tried = []\n    for f in (lambda: os.nice(-5), lambda: os.setpriority(os.PRIO_PROCESS, 0, -20)):\n        try:\n            f()\n            tried.append('done')\n        except OSError as e:\n            tried.append(e.errno)\n    ctx.json({'tried': tried})\n";
+        let lowers_its_nice = b"import os\n\ndef handler(ctx):\n    tried = []\n    for f in (lambda: os.nice(-5), lambda: os.setpriority(os.PRIO_PROCESS, 0, -20), lambda: os.setsid(), lambda: os.setpgid(0, 1)):\n        try:\n            f()\n            tried.append('done')\n        except OSError as e:\n            tried.append(e.errno)\n    ctx.json({'tried': tried})\n";
         let nice_py = common::zip(&[
             ("metadata.json", br#"{"language":"python","entrypointFile":"main.py"}"#),
             ("main.py", lowers_its_nice),
@@ -179,8 +179,9 @@ fn every_worker_leads_its_own_process_group_in_the_supervisors_session_and_is_ni
             assert_eq!(r.status, 200, "invoking {name}: {}", r.text());
             workers.push(r.worker_pid());
             if name == "p" {
-                // Both refused (EPERM), whatever the worker's uid.
-                assert_eq!(r.json()["tried"], json!([1, 1]), "{}", r.text());
+                // Every one refused (EPERM), whatever the worker's uid: no lower nice
+                // value, no session or process group of the handler's choosing.
+                assert_eq!(r.json()["tried"], json!([1, 1, 1, 1]), "{}", r.text());
             }
         }
         // (process group, session, nice) from /proc/<pid>/stat: the fields after
